@@ -1,0 +1,1 @@
+//! GUID partition table: reading, validating, crash-safe writing and A/B slot attributes.

@@ -1,0 +1,12 @@
+//! ab-updater: an atomic A/B OS updater in the ChromeOS/CoreOS tradition.
+//!
+//! All logic lives in this library; the binaries in `src/bin/` only parse
+//! arguments, call one function here and map errors to exit codes.
+//! See `docs/` for the formats and protocols.
+
+pub mod cli;
+pub mod fsutil;
+pub mod gpt;
+pub mod lock;
+pub mod slot;
+pub mod version;
