@@ -5,6 +5,7 @@
 //! See `docs/` for the formats and protocols.
 
 pub mod cli;
+pub mod engine;
 pub mod fsutil;
 pub mod gpt;
 pub mod lock;

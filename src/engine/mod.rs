@@ -1,0 +1,5 @@
+//! The update agent: state machine, check schedule, persistent state, the
+//! owner task that drives them, and the control API on a unix socket.
+
+pub mod machine;
+pub mod state;
