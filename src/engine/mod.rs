@@ -2,4 +2,5 @@
 //! owner task that drives them, and the control API on a unix socket.
 
 pub mod machine;
+pub mod schedule;
 pub mod state;
