@@ -4,3 +4,4 @@
 pub mod machine;
 pub mod schedule;
 pub mod state;
+pub mod store;
