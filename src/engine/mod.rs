@@ -2,6 +2,8 @@
 //! owner task that drives them, and the control API on a unix socket.
 
 pub mod machine;
+pub mod recovery;
 pub mod schedule;
 pub mod state;
+pub mod status;
 pub mod store;
