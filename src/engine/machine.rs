@@ -137,6 +137,29 @@ impl Machine {
         Ok(self.set(State::UpdateAvailable { offer }))
     }
 
+    /// At start: resume an install that was interrupted (engine killed,
+    /// machine rebooted) from its checkpoint at `bytes`.
+    pub fn resume(&mut self, offer: Offer, bytes: u64) -> Result<&State, TransitionError> {
+        if self.state != State::Idle {
+            return Err(self.refuse("resume an install"));
+        }
+        let next = State::Downloading {
+            total: offer.size,
+            bytes: bytes.min(offer.size),
+            offer,
+        };
+        Ok(self.set(next))
+    }
+
+    /// At start: an install finished earlier in this same boot; keep
+    /// waiting for its reboot.
+    pub fn restore_staged(&mut self, staged: Staged) -> Result<&State, TransitionError> {
+        if self.state != State::Idle {
+            return Err(self.refuse("restore a staged update"));
+        }
+        Ok(self.set(State::UpdatedNeedReboot { staged }))
+    }
+
     /// The download starts (or resumes with `bytes` already written).
     pub fn begin_download(&mut self, bytes: u64) -> Result<&State, TransitionError> {
         let State::UpdateAvailable { offer } = &self.state else {

@@ -114,6 +114,8 @@ fn events() -> Vec<Event> {
         ("health_ok", |m| m.health_ok().cloned()),
         ("health_failed", |m| m.health_failed().cloned()),
         ("rolled_back", |m| m.rolled_back("2.0.0".into()).cloned()),
+        ("resume", |m| m.resume(offer("2.0.0"), 5).cloned()),
+        ("restore_staged", |m| m.restore_staged(staged()).cloned()),
     ]
 }
 
@@ -137,7 +139,7 @@ fn allowed(event: &str, phase: &str) -> bool {
         "error_reported" => phase == "reporting-error-event",
         "wait_for_window" | "wait_for_lock" | "run_hooks" => waiting.contains(&phase),
         "reboot" => waiting.contains(&phase) || phase == "running-pre-reboot-hooks",
-        "trial_boot" | "rolled_back" => phase == "idle",
+        "trial_boot" | "rolled_back" | "resume" | "restore_staged" => phase == "idle",
         "health_ok" | "health_failed" => phase == "trial-boot",
         // Only an update reboot can be cancelled; checked separately below.
         "reboot_cancelled" => {

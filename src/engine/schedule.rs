@@ -104,6 +104,12 @@ impl Schedule {
             }
         }
     }
+
+    /// A check was due while the engine was busy (installing, rebooting):
+    /// try again after the regular interval; failures are not counted.
+    pub fn after_busy(&self, random: f64) -> Duration {
+        jittered(self.settings.interval, random)
+    }
 }
 
 /// Payload URLs in failover order, each with a budget of consecutive failures.
