@@ -2,6 +2,7 @@
 //! owner task that drives them, and the control API on a unix socket.
 
 pub mod actor;
+pub mod api;
 pub mod backend;
 pub mod failure;
 #[cfg(test)]
