@@ -10,6 +10,7 @@
 
 pub mod attrs;
 mod disk;
+pub mod emulated;
 pub mod entries;
 pub mod header;
 mod host;
