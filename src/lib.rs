@@ -5,8 +5,10 @@
 //! See `docs/` for the formats and protocols.
 
 pub mod cli;
+pub mod config;
 pub mod fsutil;
 pub mod gpt;
 pub mod lock;
+pub mod reboot;
 pub mod slot;
 pub mod version;
