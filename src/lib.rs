@@ -5,9 +5,12 @@
 //! See `docs/` for the formats and protocols.
 
 pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod fsutil;
 pub mod gpt;
 pub mod lock;
+pub mod reboot;
 pub mod slot;
+pub mod testing;
 pub mod version;
