@@ -1,7 +1,11 @@
 //! `updatectl`: the operator's tool (this part: inspecting and changing A/B
 //! slots; the daemon, lock and config subcommands come with their issues).
 
+pub mod check;
+pub mod history;
 pub mod slots;
+pub mod status;
+pub mod watch;
 
 use std::path::PathBuf;
 
@@ -35,11 +39,23 @@ pub struct Cli {
 pub enum Command {
     /// Show the A/B slots and which one boots next, or change them.
     Slots(slots::Args),
+    /// Show the update engine's status.
+    Status(status::Args),
+    /// Check for an update now (`--wait`: until it is installed or failed).
+    Check(check::Args),
+    /// Follow the engine live, with a progress bar while downloading.
+    Watch(watch::Args),
+    /// Show every update attempt.
+    History(history::Args),
 }
 
 /// Run one `updatectl` command.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Slots(args) => slots::run(&args),
+        Command::Status(args) => status::run(&cli.socket, &args),
+        Command::Check(args) => check::run(&cli.socket, &args),
+        Command::Watch(args) => watch::run(&cli.socket, &args),
+        Command::History(args) => history::run(&cli.socket, &args),
     }
 }
