@@ -15,3 +15,4 @@ pub mod schedule;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod system;
