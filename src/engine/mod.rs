@@ -4,6 +4,7 @@
 pub mod actor;
 pub mod api;
 pub mod backend;
+pub mod daemon;
 pub mod failure;
 #[cfg(test)]
 pub(crate) mod fake;
