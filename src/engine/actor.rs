@@ -63,7 +63,7 @@ pub(super) enum Msg {
     Metrics(oneshot::Sender<String>),
     Shutdown(oneshot::Sender<()>),
     CheckDone(Result<CheckAnswer, Failure>),
-    Progress { bytes: u64, network_bytes: u64 },
+    Progress { bytes: u64, network_delta: u64 },
     Downloaded,
     InstallDone(Result<(), InstallError>),
     FinalizeDone(Result<(), String>),
@@ -264,8 +264,8 @@ impl<B: Backend> Engine<B> {
             Msg::CheckDone(result) => self.on_check_done(result).await,
             Msg::Progress {
                 bytes,
-                network_bytes,
-            } => self.on_progress(bytes, network_bytes),
+                network_delta,
+            } => self.on_progress(bytes, network_delta),
             Msg::Downloaded => self.on_downloaded(),
             Msg::InstallDone(result) => {
                 self.install = None;

@@ -75,9 +75,11 @@ async fn first_check_after_the_delay_then_periodic() {
     );
     tokio::time::sleep(secs(86)).await; // 463 s: past 420 + 10 %
     assert_eq!(fake.calls_starting("check"), ["check interactive=false"]);
-    tokio::time::sleep(secs(2429)).await; // at most 462 + 2430 - 1 s since start
+    // The second check comes 2700 s ± 10 % after the first: between
+    // 378 + 2430 = 2808 s and 462 + 2970 = 3432 s after start.
+    tokio::time::sleep(secs(2344)).await; // 2807 s
     assert_eq!(fake.calls_starting("check").len(), 1);
-    tokio::time::sleep(secs(600)).await;
+    tokio::time::sleep(secs(626)).await; // 3433 s
     assert_eq!(fake.calls_starting("check").len(), 2);
 }
 

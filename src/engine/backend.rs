@@ -74,13 +74,14 @@ pub struct ProgressSink {
 }
 
 impl ProgressSink {
-    /// `bytes` of the payload are applied; `network_bytes` were received in total.
+    /// The payload is applied up to offset `bytes`; `network_bytes` more
+    /// bytes were received over the network since the last report.
     pub async fn bytes(&self, bytes: u64, network_bytes: u64) {
         let _ = self
             .tx
             .send(Msg::Progress {
                 bytes,
-                network_bytes,
+                network_delta: network_bytes,
             })
             .await;
     }

@@ -124,7 +124,7 @@ impl Backend for FakeBackend {
         progress.bytes(half, half).await;
         match script.unwrap_or(InstallScript::Succeed) {
             InstallScript::Succeed => {
-                progress.bytes(job.offer.size, job.offer.size).await;
+                progress.bytes(job.offer.size, job.offer.size - half).await;
                 progress.downloaded().await;
                 Ok(())
             }

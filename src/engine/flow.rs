@@ -157,11 +157,10 @@ impl<B: Backend> Engine<B> {
         });
     }
 
-    pub(super) fn on_progress(&mut self, bytes: u64, network_bytes: u64) {
+    pub(super) fn on_progress(&mut self, bytes: u64, network_delta: u64) {
+        self.metrics.bytes_downloaded_total += network_delta;
         if let Some(op) = self.persisted.operation.as_mut() {
-            let added = network_bytes.saturating_sub(op.network_bytes);
-            self.metrics.bytes_downloaded_total += added;
-            op.network_bytes = op.network_bytes.max(network_bytes);
+            op.network_bytes += network_delta;
         }
         let _ = self.machine.progress(bytes);
     }

@@ -201,7 +201,8 @@ impl Store {
         self.paths.state_dir.join("state.json")
     }
 
-    fn checkpoint_path(&self) -> PathBuf {
+    /// Where the payload checkpoint is kept.
+    pub fn checkpoint_path(&self) -> PathBuf {
         self.paths.state_dir.join("checkpoint.json")
     }
 

@@ -5,3 +5,4 @@
 pub mod command;
 pub mod disk;
 pub mod health;
+pub mod stall;
