@@ -164,7 +164,7 @@ fn text(r: &Report) -> String {
     }
     for p in &r.problems {
         out.push_str(&format!(
-            "warning: {p}; run a change (e.g. prioritize) to repair it\n"
+            "warning: {p}; the next change (mark-good, prioritize, ...) repairs it\n"
         ));
     }
     out
