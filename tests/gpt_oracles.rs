@@ -174,3 +174,61 @@ fn repaired_disks_pass_sgdisk() {
         assert_tools_agree(&img);
     }
 }
+
+#[test]
+fn prioritize_matches_real_cgpt_prioritize() {
+    use ab_updater::gpt::attrs::SlotAttrs;
+    use ab_updater::gpt::select;
+    // cgpt prioritize only reorders ChromeOS kernel partitions, so give a
+    // copy of our disk that type and compare cgpt's answer with ours.
+    let dir = tempfile::tempdir().unwrap();
+    let img = make(dir.path(), "kernels.img", 512);
+    let path = img.to_str().unwrap();
+    let kernel = "fe3a2a5d-4f32-41a7-b725-accc3285a309";
+    let (ok, out) = tool(
+        "sgdisk",
+        &[
+            "-t",
+            &format!("3:{kernel}"),
+            "-t",
+            &format!("4:{kernel}"),
+            path,
+        ],
+    );
+    assert!(ok, "{out}");
+    for pa in [0u8, 1, 2, 5, 15] {
+        for pb in [0u8, 1, 2, 5, 15] {
+            for chosen in [0usize, 1] {
+                for (number, p) in [(3, pa), (4, pb)] {
+                    let (ok, out) = tool(
+                        "cgpt",
+                        &["add", "-i", &number.to_string(), "-P", &p.to_string(), path],
+                    );
+                    assert!(ok, "{out}");
+                }
+                let (ok, out) = tool(
+                    "cgpt",
+                    &["prioritize", "-i", &(3 + chosen).to_string(), path],
+                );
+                assert!(ok, "{out}");
+                let priority = |number: u32| {
+                    let (ok, out) = tool("cgpt", &["show", "-i", &number.to_string(), "-P", path]);
+                    assert!(ok, "{out}");
+                    out.trim().parse::<u8>().unwrap()
+                };
+                let theirs = (priority(3), priority(4));
+                let mut ours = [pa, pb].map(|priority| SlotAttrs {
+                    priority,
+                    tries: 0,
+                    successful: true,
+                });
+                select::prioritize(&mut ours, chosen);
+                assert_eq!(
+                    theirs,
+                    (ours[0].priority, ours[1].priority),
+                    "A={pa} B={pb} chosen {chosen}"
+                );
+            }
+        }
+    }
+}
