@@ -138,6 +138,15 @@ fn boot_emulates_gptprio_and_records_the_boot() {
         )
     );
     assert_eq!(emulated::last(&img).unwrap().unwrap().slot, SlotId::A);
+    let slots = Command::new(env!("CARGO_BIN_EXE_updatectl"))
+        .args(["slots", "--disk", p(&img)])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&slots).contains("\nbooted: A\n"),
+        "{}",
+        stdout(&slots)
+    );
     // A trial boot of B uses its one try; the next boot falls back to A.
     open_disk(&img, true)
         .unwrap()
@@ -161,6 +170,15 @@ fn boot_emulates_gptprio_and_records_the_boot() {
         "{}",
         stdout(&out)
     );
+    // A record that does not match the image (recreated disk) is ignored.
+    let out = server(&["make-disk", "--out", p(&img), "--slot-size", "1M"]);
+    assert!(out.status.success());
+    let slots = Command::new(env!("CARGO_BIN_EXE_updatectl"))
+        .args(["slots", "--disk", p(&img), "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&slots.stdout).unwrap();
+    assert_eq!(v["booted"], serde_json::Value::Null);
     gpt_support::assert_tools_agree(&img);
 }
 

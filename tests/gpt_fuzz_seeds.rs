@@ -47,3 +47,35 @@ fn gpt_parse_survives_every_truncation_of_a_seed() {
     assert_eq!(accepted, 0, "no truncated disk is accepted");
     assert!(ab_updater::testing::fuzz::gpt_parse(&seed));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+    /// A poor man's fuzzer in CI: random byte changes in the GPT areas of
+    /// the seeds (MBR, primary header/array, backup array/header).
+    #[test]
+    fn gpt_parse_survives_damaged_seeds(
+        seed in 0usize..4,
+        edits in proptest::collection::vec((0usize..5 * 512, proptest::prelude::any::<u8>()), 1..8),
+    ) {
+        let mut paths = inputs("fuzz/seeds/gpt_parse");
+        paths.sort();
+        let mut data = std::fs::read(&paths[seed % paths.len()]).unwrap();
+        let len = data.len();
+        for (at, value) in edits {
+            // First three sectors or the last two 512-byte sectors.
+            let offset = if at < 3 * 512 { at } else { len - 5 * 512 + at };
+            data[offset] = value;
+        }
+        ab_updater::testing::fuzz::gpt_parse(&data);
+        // Again with both header CRCs made valid, so the field checks behind
+        // the CRC are reached too (512-byte seeds; harmless on the 4096 one).
+        for header in [512, len - 512] {
+            let size = u32::from_le_bytes(data[header + 12..header + 16].try_into().unwrap()).clamp(92, 512) as usize;
+            let mut covered = data[header..header + size].to_vec();
+            covered[16..20].fill(0);
+            let crc = crc32fast::hash(&covered);
+            data[header + 16..header + 20].copy_from_slice(&crc.to_le_bytes());
+        }
+        ab_updater::testing::fuzz::gpt_parse(&data);
+    }
+}
