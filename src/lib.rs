@@ -5,9 +5,11 @@
 //! See `docs/` for the formats and protocols.
 
 pub mod cli;
+pub mod config;
 pub mod fsutil;
 pub mod gpt;
 pub mod lock;
+pub mod reboot;
 pub mod slot;
 pub mod testing;
 pub mod version;
