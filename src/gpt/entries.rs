@@ -17,7 +17,7 @@ pub const NAME_UNITS: usize = 36;
 
 /// Read-only view of one partition entry (at least 128 bytes).
 #[derive(Debug, Clone, Copy)]
-pub struct Entry<'a>(pub &'a [u8]);
+pub struct Entry<'a>(pub(crate) &'a [u8]);
 
 impl Entry<'_> {
     /// Partition type GUID (nil = unused entry).
