@@ -11,4 +11,5 @@ pub mod gpt;
 pub mod lock;
 pub mod reboot;
 pub mod slot;
+pub mod testing;
 pub mod version;

@@ -25,3 +25,6 @@ pub fn finish(program: &str, result: anyhow::Result<()>) -> ExitCode {
         }
     }
 }
+
+pub mod update_server;
+pub mod updatectl;
