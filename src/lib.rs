@@ -8,5 +8,6 @@ pub mod cli;
 pub mod fsutil;
 pub mod gpt;
 pub mod lock;
+pub mod omaha;
 pub mod slot;
 pub mod version;
