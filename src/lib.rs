@@ -9,5 +9,6 @@ pub mod fsutil;
 pub mod gpt;
 pub mod lock;
 pub mod omaha;
+pub mod server;
 pub mod slot;
 pub mod version;
