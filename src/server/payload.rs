@@ -24,6 +24,9 @@ use super::{redirect_to_self, stall, AppState};
 /// blocking-pool hops per byte low.
 pub const READ_CHUNK_BYTES: usize = 256 * 1024;
 
+/// How long `drop-at` waits between the last byte and closing the connection.
+const DROP_FLUSH_PAUSE: Duration = Duration::from_millis(20);
+
 /// Whether `name` can only be a plain file name (no separators, no `..`).
 fn plain_name(name: &str) -> bool {
     !name.is_empty() && name != "." && !name.contains("..") && !name.contains(['/', '\\', '\0'])
@@ -197,6 +200,9 @@ where
         }
         if st.faults.drop_at.is_some_and(|limit| st.sent >= limit) {
             st.done = true;
+            // hyper drops its unflushed write buffer when the body fails; pausing
+            // first lets the headers and the bytes before the cut reach the client.
+            tokio::time::sleep(DROP_FLUSH_PAUSE).await;
             let err = io::Error::new(io::ErrorKind::ConnectionAborted, "injected fault: drop-at");
             return Some((Err(err), st));
         }
