@@ -2,12 +2,11 @@
 
 use std::process::ExitCode;
 
-use ab_updater::cli::update_server::{run, UpdateServer};
-use ab_updater::cli::{finish, init_logging};
+use ab_updater::cli::{finish, init_logging, update_server};
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = UpdateServer::parse();
-    init_logging("info");
-    finish("update-server", run(args))
+    let cli = update_server::Cli::parse();
+    init_logging("warn");
+    finish("update-server", update_server::run(cli))
 }

@@ -1,8 +1,6 @@
 //! Command-line front ends. Each binary in `src/bin/` parses its arguments
 //! with the clap types defined here and calls exactly one `run` function.
 
-pub mod update_server;
-
 use std::process::ExitCode;
 
 /// Set up `tracing` logging to stderr; `RUST_LOG` overrides `default_level`.
@@ -27,3 +25,6 @@ pub fn finish(program: &str, result: anyhow::Result<()>) -> ExitCode {
         }
     }
 }
+
+pub mod update_server;
+pub mod updatectl;
