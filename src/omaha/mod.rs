@@ -138,3 +138,17 @@ fn check_root(root: &dom::Element, name: &'static str) -> Result<(), ParseError>
     }
     Ok(())
 }
+
+/// One fuzzing step, shared by the `omaha_parse` fuzz target and the seed
+/// replay test: parse `data` as a request and as a response (never panics),
+/// and whatever parses must come back unchanged through `to_xml`.
+pub fn fuzz_one(data: &[u8]) {
+    if let Ok(request) = Request::parse(data) {
+        let again = Request::parse(request.to_xml().as_bytes());
+        assert_eq!(again.as_ref(), Ok(&request), "request round trip");
+    }
+    if let Ok(response) = Response::parse(data) {
+        let again = Response::parse(response.to_xml().as_bytes());
+        assert_eq!(again.as_ref(), Ok(&response), "response round trip");
+    }
+}
