@@ -7,6 +7,8 @@
 pub mod cli;
 pub mod fsutil;
 pub mod gpt;
+pub mod io;
 pub mod lock;
+pub mod payload;
 pub mod slot;
 pub mod version;

@@ -25,3 +25,5 @@ pub fn finish(program: &str, result: anyhow::Result<()>) -> ExitCode {
         }
     }
 }
+
+pub mod update_payload;
