@@ -10,6 +10,8 @@ pub mod keys;
 mod ops;
 pub mod sign;
 pub mod validate;
+#[cfg(test)]
+mod validate_tests;
 
 pub use apply::{apply_from_reader, Applier, Checkpoint, VerifiedImage};
 pub use build::{build_payload, BuildOptions, BuildSummary, DEFAULT_OP_SIZE};
