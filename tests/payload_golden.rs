@@ -66,8 +66,12 @@ fn check_or_update(name: &str, bytes: &[u8]) {
         std::fs::write(&path, bytes).unwrap();
         return;
     }
-    let golden = std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run fixtures/payload/regenerate.sh", path.display()));
+    let golden = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run fixtures/payload/regenerate.sh",
+            path.display()
+        )
+    });
     assert!(
         golden == bytes,
         "{name} differs from the golden fixture: the byte layout changed; if intended, bump the format version, update docs/payload-format.md and run fixtures/payload/regenerate.sh"

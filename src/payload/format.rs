@@ -252,6 +252,18 @@ pub fn parse_header_and_manifest(bytes: &[u8]) -> Result<(Header, Manifest), App
     Ok((header, manifest))
 }
 
+/// Fuzzing entry point: decode header and manifest, the signature block that
+/// follows, and run the structural validator on whatever parsed. Total.
+pub fn fuzz_entry(bytes: &[u8]) {
+    if let Ok((header, manifest)) = parse_header_and_manifest(bytes) {
+        let start = (HEADER_LEN as u64 + header.manifest_len) as usize;
+        let end = header.data_start().min(bytes.len() as u64) as usize;
+        let _ = super::sign::parse_block(bytes.get(start..end).unwrap_or_default());
+        let _ = super::validate::validate_structure(&manifest, &header, 1 << 40);
+        let _ = manifest.payload_len(&header);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
