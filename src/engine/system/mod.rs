@@ -2,7 +2,10 @@
 //! `backend`) the Omaha client and payload download that implement
 //! `engine::backend::Backend`.
 
+pub mod backend;
 pub mod command;
 pub mod disk;
+pub mod download;
 pub mod health;
+pub mod omaha;
 pub mod stall;
