@@ -389,29 +389,20 @@ impl<B: Backend> Engine<B> {
         self.save();
     }
 
-    /// Publish recorded changes: broadcast each, then write the status file
-    /// and the reboot-required flag for the latest.
+    /// Publish recorded changes: first the status file and the
+    /// reboot-required flag (so a client that saw an event finds the files
+    /// up to date), then every change on the broadcast channel.
     pub(super) fn publish(&mut self) {
         let changes = self.machine.take_changes();
         if changes.is_empty() {
             return;
         }
-        for change in &changes {
-            let report = StatusReport::new(&change.to, &self.ctx, change.seq);
-            let _ = self.events.send(report);
-        }
         let report = self.report();
         if let Err(e) = self.store.write_status(&report.key_values()) {
             warn!(error = %format!("{e:#}"), "could not write the status file");
         }
-        let required = matches!(
-            self.machine.state(),
-            State::UpdatedNeedReboot { .. }
-                | State::WaitingForWindow { .. }
-                | State::WaitingForLock { .. }
-                | State::RunningPreRebootHooks { .. }
-                | State::Rebooting { .. }
-        ) || self.machine.state().staged().is_some();
+        let required = self.machine.state().staged().is_some()
+            || matches!(self.machine.state(), State::Rebooting { .. });
         if self.reboot_flag != Some(required) {
             match self.store.set_reboot_required(required) {
                 Ok(()) => self.reboot_flag = Some(required),
@@ -419,6 +410,10 @@ impl<B: Backend> Engine<B> {
                     warn!(error = %format!("{e:#}"), "could not update the reboot-required flag")
                 }
             }
+        }
+        for change in &changes {
+            let report = StatusReport::new(&change.to, &self.ctx, change.seq);
+            let _ = self.events.send(report);
         }
     }
 }
