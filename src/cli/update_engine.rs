@@ -65,6 +65,12 @@ pub struct Args {
     /// Reboot command, split on whitespace, no shell (default: config `reboot.command`).
     #[arg(long = "reboot-command", value_name = "CMD")]
     pub reboot_command: Option<String>,
+    /// A download with less than 1 KiB in this many seconds has stalled.
+    #[arg(long = "stall-seconds", value_name = "SECS", default_value_t = crate::engine::system::stall::STALL_WINDOW_SECS, hide = true)]
+    pub stall_seconds: u64,
+    /// Persist a download checkpoint every this many bytes.
+    #[arg(long = "checkpoint-bytes", value_name = "BYTES", default_value_t = crate::engine::system::download::CHECKPOINT_BYTES, hide = true)]
+    pub checkpoint_bytes: u64,
     /// The systemctl program used by health checks.
     #[arg(long, value_name = "PROG", default_value = "systemctl")]
     pub systemctl: String,
@@ -226,7 +232,11 @@ impl Setup {
                 compatible: settings.identity.board.clone(),
                 allow_downgrade: settings.payload.allow_downgrade,
             },
-            download: DownloadSettings::default(),
+            download: DownloadSettings {
+                stall_window: std::time::Duration::from_secs(args.stall_seconds.max(1)),
+                checkpoint_bytes: args.checkpoint_bytes.max(1 << 20),
+                ..DownloadSettings::default()
+            },
             health: HealthChecks {
                 required_units: settings.health.required_units.clone(),
                 commands: settings.health.commands.clone(),

@@ -51,6 +51,8 @@ pub struct DownloadSettings {
     pub stall_window: Duration,
     /// Minimum bytes per stall window.
     pub stall_min_bytes: u64,
+    /// Persist a checkpoint every this many payload bytes.
+    pub checkpoint_bytes: u64,
 }
 
 impl Default for DownloadSettings {
@@ -59,6 +61,7 @@ impl Default for DownloadSettings {
             url_budget: 3,
             stall_window: Duration::from_secs(super::stall::STALL_WINDOW_SECS),
             stall_min_bytes: super::stall::STALL_MIN_BYTES,
+            checkpoint_bytes: CHECKPOINT_BYTES,
         }
     }
 }
@@ -139,8 +142,10 @@ struct Feed {
     tx: mpsc::Sender<Cmd>,
     /// Next payload offset to fetch.
     pos: u64,
-    /// Payload bytes applied (for progress: the whole file counts once).
+    /// Bytes received over the network, including any the server resent.
     network_bytes: u64,
+    /// `network_bytes` at the last progress report.
+    reported_network: u64,
     hasher: Option<Sha256>,
     last_progress: u64,
     last_checkpoint: u64,
@@ -176,6 +181,7 @@ impl Download<'_> {
             tx,
             pos: 0,
             network_bytes: 0,
+            reported_network: 0,
             hasher: checkpoint.is_none().then(Sha256::new),
             last_progress: 0,
             last_checkpoint: 0,
@@ -193,11 +199,25 @@ impl Download<'_> {
             }
         }
         self.progress.downloaded().await;
+        // Finish first: an operation that failed its hash (the more precise
+        // error) must win over the whole-file hash below.
+        let _ = tx.send(Cmd::Finish).await;
+        drop(tx);
+        let image = match worker.await {
+            Ok(WorkerEnd::Finished(Ok(image))) => image,
+            Ok(WorkerEnd::Finished(Err(e))) | Ok(WorkerEnd::Failed(e)) => {
+                return Err(InstallError::Failed(apply_failure(&e)))
+            }
+            Ok(WorkerEnd::Stopped) | Err(_) => {
+                return Err(InstallError::Failed(Failure::new(
+                    failure::ERROR,
+                    "the payload applier stopped unexpectedly",
+                )))
+            }
+        };
         if let Some(hasher) = hasher {
             let actual = hex::encode(hasher.finalize());
             if actual != self.offer.sha256_hex {
-                drop(tx);
-                let _ = worker.await;
                 return Err(InstallError::Failed(Failure::new(
                     failure::PAYLOAD_HASH_MISMATCH,
                     format!(
@@ -207,20 +227,7 @@ impl Download<'_> {
                 )));
             }
         }
-        if tx.send(Cmd::Finish).await.is_err() {
-            // The worker ended early: its end says why.
-        }
-        drop(tx);
-        match worker.await {
-            Ok(WorkerEnd::Finished(Ok(image))) => Ok(image),
-            Ok(WorkerEnd::Finished(Err(e))) | Ok(WorkerEnd::Failed(e)) => {
-                Err(InstallError::Failed(apply_failure(&e)))
-            }
-            Ok(WorkerEnd::Stopped) | Err(_) => Err(InstallError::Failed(Failure::new(
-                failure::ERROR,
-                "the payload applier stopped unexpectedly",
-            ))),
-        }
+        Ok(image)
     }
 
     async fn fetch_all(
@@ -281,9 +288,16 @@ impl Download<'_> {
         if ranged {
             request = request.header(reqwest::header::RANGE, format!("bytes={start}-{}", end - 1));
         }
+        // A server that never answers is a stall too.
+        let window = self.settings.stall_window;
         let response = tokio::select! {
             () = self.cancel.cancelled() => return Err(Attempt::Fatal(InstallError::Cancelled)),
-            r = request.send() => r.map_err(|e| Attempt::Retry(error_chain(&e)))?,
+            r = tokio::time::timeout(window, request.send()) => match r {
+                Err(_) => return Err(Attempt::Retry(format!(
+                    "no answer from {url} within {} s", window.as_secs()
+                ))),
+                Ok(r) => r.map_err(|e| Attempt::Retry(error_chain(&e)))?,
+            },
         };
         let status = response.status();
         // Bytes of the body to skip: a server that ignores Range sends it all.
@@ -345,6 +359,7 @@ impl Download<'_> {
             stall
                 .feed(Instant::now(), chunk.len() as u64)
                 .map_err(Attempt::Retry)?;
+            feed.network_bytes += chunk.len() as u64;
             if skip > 0 {
                 let n = skip.min(chunk.len() as u64);
                 skip -= n;
@@ -381,14 +396,15 @@ impl Download<'_> {
             ))));
         }
         feed.pos += n;
-        feed.network_bytes += n;
-        if feed.pos - feed.last_checkpoint >= CHECKPOINT_BYTES {
+        if feed.pos - feed.last_checkpoint >= self.settings.checkpoint_bytes {
             feed.last_checkpoint = feed.pos;
             let _ = feed.tx.send(Cmd::Save).await;
         }
         if feed.pos - feed.last_progress >= PROGRESS_BYTES || feed.pos == self.offer.size {
             feed.last_progress = feed.pos;
-            self.progress.bytes(feed.pos, feed.network_bytes).await;
+            let delta = feed.network_bytes - feed.reported_network;
+            feed.reported_network = feed.network_bytes;
+            self.progress.bytes(feed.pos, delta).await;
         }
         Ok(())
     }
