@@ -180,20 +180,48 @@ command = ["true"]
         self.dir.path().join("state")
     }
 
+    /// The engine's command line (without the program name).
+    pub fn arg_list(&self) -> Vec<std::ffi::OsString> {
+        let run = self.dir.path().join("run");
+        vec![
+            "--config-dir".into(),
+            self.config_dir.clone().into(),
+            "--disk".into(),
+            self.disk.clone().into(),
+            "--state-dir".into(),
+            self.state_dir().into(),
+            "--run-dir".into(),
+            run.into(),
+            "--systemctl".into(),
+            "true".into(),
+            "--checkpoint-bytes".into(),
+            "1048576".into(),
+        ]
+    }
+
     pub fn args(&self) -> Args {
-        Args::parse_from([
-            "update-engine".as_ref(),
-            "--config-dir".as_ref(),
-            self.config_dir.as_os_str(),
-            "--disk".as_ref(),
-            self.disk.as_os_str(),
-            "--state-dir".as_ref(),
-            self.state_dir().as_os_str(),
-            "--run-dir".as_ref(),
-            self.dir.path().join("run").as_os_str(),
-            "--systemctl".as_ref(),
-            "true".as_ref(),
-        ])
+        Args::parse_from(
+            std::iter::once("update-engine".into())
+                .chain(self.arg_list())
+                .collect::<Vec<std::ffi::OsString>>(),
+        )
+    }
+
+    /// Start the engine binary as a separate process.
+    pub async fn spawn_process(&self) -> (std::process::Child, Client) {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_update-engine"))
+            .args(self.arg_list())
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap();
+        let client = Client::new(&self.socket());
+        for _ in 0..1000 {
+            if client.status().await.is_ok() {
+                return (child, client);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("engine process did not start");
     }
 
     pub async fn start(&self) -> Engine {
