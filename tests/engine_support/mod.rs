@@ -209,7 +209,7 @@ command = ["true"]
 
     /// Start the engine binary as a separate process.
     pub async fn spawn_process(&self) -> (std::process::Child, Client) {
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_update-engine"))
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_update-engine"))
             .args(self.arg_list())
             .env("RUST_LOG", "warn")
             .spawn()
@@ -221,6 +221,8 @@ command = ["true"]
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("engine process did not start");
     }
 
