@@ -9,4 +9,5 @@ pub mod fsutil;
 pub mod gpt;
 pub mod lock;
 pub mod slot;
+pub mod testing;
 pub mod version;
