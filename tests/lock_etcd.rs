@@ -205,6 +205,6 @@ async fn fails_over_past_a_dead_first_endpoint() {
 async fn fifty_racing_nodes_never_exceed_three_holders() {
     let etcd = EtcdProcess::start_single().unwrap();
     let cfg = config(&[etcd.endpoint().into()], "race");
-    let report = common::race(&cfg, 50, 3, Duration::from_millis(20), 0, || {}).await;
+    let report = common::race(&cfg, 50, 3, Duration::from_millis(20), 0, async {}).await;
     common::assert_race_ok(&report, 50, 3);
 }

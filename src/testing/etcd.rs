@@ -87,7 +87,8 @@ impl EtcdProcess {
             format!("--listen-metrics-urls=http://127.0.0.1:{}", ports.metrics),
             format!("--initial-cluster={cluster}"),
             "--initial-cluster-state=new".into(),
-            format!("--initial-cluster-token=test-{}", ports.peer),
+            // Same token for every member of a cluster, unique per cluster.
+            format!("--initial-cluster-token=test-{}", token_port(cluster)),
         ];
         if let Some(tls) = tls {
             args.push(format!("--cert-file={}", tls.cert_file.display()));
@@ -262,6 +263,15 @@ fn free_ports() -> Result<Ports> {
         peer: port(1)?,
         metrics: port(2)?,
     })
+}
+
+/// The first peer port named in an `--initial-cluster` value.
+fn token_port(cluster: &str) -> &str {
+    cluster
+        .split(',')
+        .next()
+        .and_then(|member| member.rsplit(':').next())
+        .unwrap_or("0")
 }
 
 /// Free port on 127.0.0.1 (for a client URL of an etcd that is not running yet).

@@ -61,7 +61,7 @@ pub struct RaceReport {
 }
 
 /// `nodes` lock holders race for `max` slots, each holding `hold`; after
-/// `kill_after` of them finished, `fault` runs (e.g. kills a member). A
+/// `kill_after` of them finished, `fault` is awaited (e.g. kills a member). A
 /// watch started before the race records every revision of the key,
 /// re-subscribing on another endpoint if its member dies.
 pub async fn race(
@@ -70,7 +70,7 @@ pub async fn race(
     max: u32,
     hold: Duration,
     kill_after: usize,
-    fault: impl FnOnce() + Send,
+    fault: impl std::future::Future<Output = ()>,
 ) -> RaceReport {
     let admin = lock(cfg, "admin");
     admin.set_max(max).await.unwrap();
@@ -100,13 +100,10 @@ pub async fn race(
             finished.fetch_add(1, Ordering::SeqCst);
         }));
     }
-    let mut fault = Some(fault);
     while finished.load(Ordering::SeqCst) < kill_after.min(nodes) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    if let Some(f) = fault.take() {
-        f();
-    }
+    fault.await;
     for task in tasks {
         task.await.unwrap();
     }
