@@ -73,6 +73,7 @@ async fn tls_with_ca_only_works_and_a_wrong_ca_is_refused() {
     let cfg = tls_config(etcd.endpoint(), write_ca(&other, dir.path(), "wrong-ca"));
     let err = common::lock(&cfg, "node-a").status().await.unwrap_err();
     assert_eq!(err.kind(), "unavailable", "{err}");
+    assert!(err.to_string().contains("certificate"), "{err}");
     assert!(err.to_string().contains(etcd.endpoint()), "{err}");
 }
 

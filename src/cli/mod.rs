@@ -3,6 +3,8 @@
 
 use std::process::ExitCode;
 
+pub mod updatectl;
+
 /// Set up `tracing` logging to stderr; `RUST_LOG` overrides `default_level`.
 pub fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

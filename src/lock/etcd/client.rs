@@ -188,7 +188,18 @@ impl Connection {
 fn classify(endpoint: &str, err: &etcd_client::Error) -> LockError {
     use etcd_client::Error as E;
     use tonic::Code;
-    let msg = format!("{endpoint}: {}", error_chain(err));
+    let msg = match err {
+        // tonic's Display of a Status dumps metadata; keep code, message, cause.
+        E::GRpcStatus(status) => {
+            let mut text = format!("{endpoint}: {:?}: {}", status.code(), status.message());
+            if let Some(cause) = std::error::Error::source(status) {
+                text.push_str(": ");
+                text.push_str(&error_chain(cause));
+            }
+            text
+        }
+        other => format!("{endpoint}: {}", error_chain(other)),
+    };
     match err {
         E::GRpcStatus(status) => match status.code() {
             // An expired token is fixed by reconnecting (new authentication).
