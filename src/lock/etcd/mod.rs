@@ -255,14 +255,16 @@ impl EtcdLock {
     /// Falls back to a backoff sleep when the watch cannot be set up.
     async fn wait_for_change(&self, revision: i64) {
         let key = self.key.clone();
+        let holder = self.holder.clone();
         let watch = self.conn.run(|mut client| {
             let key = key.clone();
+            let holder = holder.clone();
             async move {
                 let options = WatchOptions::new().with_start_revision(revision + 1);
                 let (_watcher, mut stream) = client.watch(key, Some(options)).await?;
                 while let Some(resp) = stream.message().await? {
                     // `canceled` covers a compacted start revision: re-read.
-                    if resp.canceled() || !resp.events().is_empty() {
+                    if resp.canceled() || resp.events().iter().any(|e| may_have_room(e, &holder)) {
                         return Ok(true);
                     }
                 }
@@ -282,6 +284,23 @@ impl EtcdLock {
     async fn sleep(&self, attempt: u32) {
         let unit = rand::Rng::gen(&mut rand::thread_rng());
         tokio::time::sleep(self.tuning.backoff.delay(attempt, unit)).await;
+    }
+}
+
+/// Whether a watch event is worth a re-read: anything but a value that is
+/// still full (another node taking a slot). Waking every waiter on every
+/// write would make all of them re-read and race for nothing.
+fn may_have_room(event: &etcd_client::Event, holder: &str) -> bool {
+    let Some(kv) = event.kv() else {
+        return true;
+    };
+    if event.event_type() != etcd_client::EventType::Put {
+        return true;
+    }
+    match Semaphore::parse(kv.value()) {
+        Ok(sem) => sem.available() > 0 || sem.is_held_by(holder),
+        // A broken value: re-read so the caller reports it.
+        Err(_) => true,
     }
 }
 
