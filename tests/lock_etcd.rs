@@ -59,6 +59,14 @@ async fn acquire_release_and_idempotence() {
     assert_eq!(stored(etcd.endpoint(), other.key()).await, None);
 
     assert_eq!(b.try_acquire().await.unwrap(), Attempt::Taken);
+
+    // The same through the run-time-selected wrapper.
+    let any = ab_updater::lock::AnyLock::Etcd(Box::new(lock(&cfg, "node-c")));
+    assert_eq!(any.holding().await.unwrap(), Holding::NotHeld);
+    b.release().await.unwrap();
+    any.acquire().await.unwrap();
+    assert_eq!(any.holding().await.unwrap(), Holding::Held);
+    any.release().await.unwrap();
 }
 
 #[tokio::test]

@@ -257,3 +257,21 @@ async fn unreachable_server_is_transient_and_bounded_by_the_deadline() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn any_lock_dispatches_to_fleetlock() {
+    let (base, state, server) = start(Flavor::Airlock { slots: 1 }).await;
+    let lock = ab_updater::lock::AnyLock::FleetLock(Box::new(client(&base, "m-a")));
+    lock.acquire().await.unwrap();
+    assert_eq!(lock.holding().await.unwrap(), Holding::Unknown);
+    lock.release().await.unwrap();
+    let paths: Vec<String> = state
+        .lock()
+        .unwrap()
+        .seen
+        .iter()
+        .map(|s| s.path.clone())
+        .collect();
+    assert_eq!(paths, ["/fleet/v1/pre-reboot", "/fleet/v1/steady-state"]);
+    server.abort();
+}

@@ -43,6 +43,38 @@ pub trait RebootLock: Send + Sync {
     fn holding(&self) -> impl Future<Output = Result<Holding, LockError>> + Send;
 }
 
+/// Either back end, for callers that pick one from the configured strategy
+/// at run time (the trait's `impl Future` methods are not object safe).
+pub enum AnyLock {
+    /// `etcd-lock` strategy.
+    Etcd(Box<EtcdLock>),
+    /// `fleet-lock` strategy.
+    FleetLock(Box<FleetLockClient>),
+}
+
+impl RebootLock for AnyLock {
+    async fn acquire(&self) -> Result<(), LockError> {
+        match self {
+            AnyLock::Etcd(lock) => lock.acquire().await,
+            AnyLock::FleetLock(lock) => lock.acquire().await,
+        }
+    }
+
+    async fn release(&self) -> Result<(), LockError> {
+        match self {
+            AnyLock::Etcd(lock) => lock.release().await,
+            AnyLock::FleetLock(lock) => lock.release().await,
+        }
+    }
+
+    async fn holding(&self) -> Result<Holding, LockError> {
+        match self {
+            AnyLock::Etcd(lock) => lock.holding().await,
+            AnyLock::FleetLock(lock) => lock.holding().await,
+        }
+    }
+}
+
 /// Why a lock operation failed. Callers branch on [`LockError::is_transient`]
 /// and label metrics with [`LockError::kind`].
 #[derive(Debug, Clone, thiserror::Error)]

@@ -189,3 +189,24 @@ proptest! {
         }
     }
 }
+
+/// Replays the fuzz corpus (seeds and any saved regressions) through the
+/// same entry point as `fuzz/fuzz_targets/lock_semaphore.rs`.
+#[test]
+fn fuzz_seeds_replay() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut replayed = 0;
+    for dir in ["seeds/lock_semaphore", "regressions/lock_semaphore"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for entry in entries {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            if let Ok(sem) = Semaphore::parse(&bytes) {
+                assert_eq!(Semaphore::parse(&sem.to_json()).unwrap(), sem);
+            }
+            replayed += 1;
+        }
+    }
+    assert!(replayed >= 6, "only {replayed} seeds found");
+}
