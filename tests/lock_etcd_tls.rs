@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use ab_updater::lock::config::EtcdConfig;
 use ab_updater::lock::etcd::Attempt;
-use ab_updater::testing::etcd::{EtcdProcess, ServerTls};
+use ab_updater::testing::etcd::{EtcdOptions, EtcdProcess, ServerTls};
 use rcgen::{BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair};
 
 struct Ca {
@@ -56,11 +56,14 @@ async fn tls_with_ca_only_works_and_a_wrong_ca_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let ca = make_ca("test etcd CA");
     let (cert_file, key_file) = issue(&ca, dir.path(), "server", &["127.0.0.1", "localhost"]);
-    let etcd = EtcdProcess::start_single_with(Some(ServerTls {
-        cert_file,
-        key_file,
-        client_ca_file: None,
-    }))
+    let etcd = EtcdProcess::start_single_with(EtcdOptions {
+        extra_args: vec![],
+        tls: Some(ServerTls {
+            cert_file,
+            key_file,
+            client_ca_file: None,
+        }),
+    })
     .unwrap();
     assert!(etcd.endpoint().starts_with("https://"));
 
@@ -83,11 +86,14 @@ async fn mutual_tls_needs_a_client_certificate_from_the_trusted_ca() {
     let ca = make_ca("test etcd CA");
     let ca_file = write_ca(&ca, dir.path(), "ca");
     let (cert_file, key_file) = issue(&ca, dir.path(), "server", &["127.0.0.1"]);
-    let etcd = EtcdProcess::start_single_with(Some(ServerTls {
-        cert_file,
-        key_file,
-        client_ca_file: Some(ca_file.clone()),
-    }))
+    let etcd = EtcdProcess::start_single_with(EtcdOptions {
+        extra_args: vec![],
+        tls: Some(ServerTls {
+            cert_file,
+            key_file,
+            client_ca_file: Some(ca_file.clone()),
+        }),
+    })
     .unwrap();
 
     let (client_cert, client_key) = issue(&ca, dir.path(), "client", &["node-a"]);
@@ -112,7 +118,12 @@ async fn mutual_tls_needs_a_client_certificate_from_the_trusted_ca() {
 
 #[tokio::test]
 async fn username_and_password() {
-    let etcd = EtcdProcess::start_single().unwrap();
+    // Tokens expire after 1 s idle, to take the re-authentication path.
+    let etcd = EtcdProcess::start_single_with(EtcdOptions {
+        tls: None,
+        extra_args: vec!["--auth-token-ttl=1".into()],
+    })
+    .unwrap();
     let mut admin = common::raw(etcd.endpoint()).await;
     admin.user_add("root", "s3cret", None).await.unwrap();
     admin.user_grant_role("root", "root").await.unwrap();
@@ -123,6 +134,9 @@ async fn username_and_password() {
     cfg.password = Some("s3cret".into());
     let node = common::lock(&cfg, "node-a");
     assert_eq!(node.try_acquire().await.unwrap(), Attempt::Taken);
+    // The token expired meanwhile: the next single call re-authenticates.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert!(node.release_once().await.unwrap());
 
     cfg.password = Some("wrong".into());
     let err = common::lock(&cfg, "node-a").status().await.unwrap_err();

@@ -27,6 +27,15 @@ pub struct ServerTls {
     pub client_ca_file: Option<PathBuf>,
 }
 
+/// How to start a single member.
+#[derive(Debug, Clone, Default)]
+pub struct EtcdOptions {
+    /// Serve clients over TLS.
+    pub tls: Option<ServerTls>,
+    /// More `etcd` flags, e.g. `--auth-token-ttl=1`.
+    pub extra_args: Vec<String>,
+}
+
 /// One etcd member process.
 pub struct EtcdProcess {
     name: String,
@@ -47,15 +56,16 @@ struct Ports {
 impl EtcdProcess {
     /// A single-member cluster over plain HTTP.
     pub fn start_single() -> Result<Self> {
-        Self::start_single_with(None)
+        Self::start_single_with(EtcdOptions::default())
     }
 
-    /// A single-member cluster, serving clients over TLS when `tls` is set.
-    pub fn start_single_with(tls: Option<ServerTls>) -> Result<Self> {
+    /// A single-member cluster with TLS and/or extra flags.
+    pub fn start_single_with(options: EtcdOptions) -> Result<Self> {
         retry_start(|| {
             let ports = free_ports()?;
             let peer = format!("http://127.0.0.1:{}", ports.peer);
-            let mut member = Self::spawn("solo", &ports, &format!("solo={peer}"), tls.as_ref())?;
+            let cluster = format!("solo={peer}");
+            let mut member = Self::spawn("solo", &ports, &cluster, &options)?;
             member.wait_healthy(ports.metrics)?;
             Ok(member)
         })
@@ -67,12 +77,14 @@ impl EtcdProcess {
         let mut ports = free_ports()?;
         ports.client = client_port;
         let peer = format!("http://127.0.0.1:{}", ports.peer);
-        let mut member = Self::spawn("solo", &ports, &format!("solo={peer}"), None)?;
+        let cluster = format!("solo={peer}");
+        let mut member = Self::spawn("solo", &ports, &cluster, &EtcdOptions::default())?;
         member.wait_healthy(ports.metrics)?;
         Ok(member)
     }
 
-    fn spawn(name: &str, ports: &Ports, cluster: &str, tls: Option<&ServerTls>) -> Result<Self> {
+    fn spawn(name: &str, ports: &Ports, cluster: &str, options: &EtcdOptions) -> Result<Self> {
+        let tls = options.tls.as_ref();
         let dir = tempfile::tempdir().context("creating an etcd data directory")?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let client_url = format!("{scheme}://127.0.0.1:{}", ports.client);
@@ -98,6 +110,7 @@ impl EtcdProcess {
                 args.push(format!("--trusted-ca-file={}", ca.display()));
             }
         }
+        args.extend(options.extra_args.iter().cloned());
         let log_file = dir.path().join("etcd.log");
         let mut member = EtcdProcess {
             name: name.to_string(),
@@ -210,7 +223,8 @@ impl EtcdCluster {
                 .join(",");
             let mut members = Vec::new();
             for (i, p) in ports.iter().enumerate() {
-                members.push(EtcdProcess::spawn(&format!("m{i}"), p, &cluster, None)?);
+                let options = EtcdOptions::default();
+                members.push(EtcdProcess::spawn(&format!("m{i}"), p, &cluster, &options)?);
             }
             for (member, p) in members.iter_mut().zip(&ports) {
                 member.wait_healthy(p.metrics)?;

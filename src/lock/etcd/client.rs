@@ -126,7 +126,8 @@ impl Connection {
 
     /// Run `op` on the endpoint that answered last, moving on to the next
     /// one on every transient failure; each endpoint is tried at most once
-    /// per call. Permanent errors (refused credentials) return at once.
+    /// per call (twice after an expired auth token). Permanent errors
+    /// (refused credentials) return at once.
     pub(crate) async fn run<T, F, Fut>(&self, mut op: F) -> Result<T, LockError>
     where
         F: FnMut(Client) -> Fut,
@@ -135,7 +136,9 @@ impl Connection {
         let count = self.endpoints.len();
         let start = self.lock_state().current;
         let mut failures = Vec::new();
-        for step in 0..count {
+        let mut reauthenticated = false;
+        let mut step = 0;
+        while step < count {
             let index = (start + step) % count;
             let endpoint = &self.endpoints[index];
             let result = match self.client(index).await {
@@ -147,7 +150,15 @@ impl Connection {
                     self.lock_state().current = index;
                     return Ok(value);
                 }
+                Err(err) if is_expired_token(&err) && !reauthenticated => {
+                    // etcd drops a simple token after it sat idle for
+                    // --auth-token-ttl; log in again on the same member.
+                    tracing::debug!(%endpoint, "etcd auth token expired; re-authenticating");
+                    self.lock_state().clients[index] = None;
+                    reauthenticated = true;
+                }
                 Err(err) => {
+                    step += 1;
                     let err = classify(endpoint, &err);
                     if !err.is_transient() {
                         return Err(err);
@@ -183,6 +194,12 @@ impl Connection {
     }
 }
 
+fn is_expired_token(err: &etcd_client::Error) -> bool {
+    matches!(err, etcd_client::Error::GRpcStatus(status)
+        if status.code() == tonic::Code::Unauthenticated
+            && status.message().contains("invalid auth token"))
+}
+
 /// Sort an etcd client error into transient (try another endpoint, retry
 /// later) or permanent, with a message naming the endpoint.
 fn classify(endpoint: &str, err: &etcd_client::Error) -> LockError {
@@ -203,9 +220,7 @@ fn classify(endpoint: &str, err: &etcd_client::Error) -> LockError {
     match err {
         E::GRpcStatus(status) => match status.code() {
             // An expired token is fixed by reconnecting (new authentication).
-            Code::Unauthenticated if status.message().contains("invalid auth token") => {
-                LockError::Unavailable(msg)
-            }
+            _ if is_expired_token(err) => LockError::Unavailable(msg),
             Code::Unauthenticated
             | Code::PermissionDenied
             | Code::InvalidArgument
