@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use ab_updater::lock::etcd::{Attempt, Semaphore};
-use ab_updater::lock::{Holding, LockError, RebootLock};
+use ab_updater::lock::{EtcdLock, Holding, LockError, RebootLock};
 use ab_updater::testing::etcd::{free_port, EtcdProcess};
 use common::{config, lock, raw};
 
@@ -75,21 +75,38 @@ async fn a_waiting_node_gets_the_slot_when_it_is_released() {
     let cfg = config(&[etcd.endpoint().into()], "workers");
     let a = lock(&cfg, "node-a");
     let b = lock(&cfg, "node-b");
+    // c re-reads every 30 ms even without a watch event.
+    let mut tuning = common::fast();
+    tuning.recheck = Duration::from_millis(30);
+    let c = EtcdLock::with_tuning(&cfg, "node-c", tuning).unwrap();
     assert_eq!(
         a.key(),
         "coreos.com/updateengine/rebootlock/groups/workers/semaphore"
     );
     a.acquire().await.unwrap();
-    let waiting = tokio::spawn(async move {
+    let mut waiting_b = tokio::spawn(async move {
         b.acquire().await.unwrap();
         b
     });
-    // b is parked on a watch; it must not get in while a holds the slot.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!waiting.is_finished());
+    let mut waiting_c = tokio::spawn(async move {
+        c.acquire().await.unwrap();
+        c
+    });
+    // b and c wait; neither may get in while a holds the only slot.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting_b.is_finished() && !waiting_c.is_finished());
     a.release().await.unwrap();
-    let b = waiting.await.unwrap();
-    assert_eq!(b.holding().await.unwrap(), Holding::Held);
+    // Exactly one of them gets the slot; the other only after a release.
+    let (first, second) = tokio::select! {
+        b = &mut waiting_b => (b.unwrap(), waiting_c),
+        c = &mut waiting_c => (c.unwrap(), waiting_b),
+    };
+    assert_eq!(first.holding().await.unwrap(), Holding::Held);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!second.is_finished());
+    first.release().await.unwrap();
+    let second = second.await.unwrap();
+    assert_eq!(second.holding().await.unwrap(), Holding::Held);
 }
 
 #[tokio::test]
@@ -194,6 +211,35 @@ async fn unreachable_etcd_is_retried_and_never_reports_acquired() {
     let node = pending.await.unwrap();
     assert_eq!(node.holding().await.unwrap(), Holding::Held);
     drop(etcd);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_node_survives_an_etcd_crash_and_the_holder_keeps_its_slot() {
+    let mut etcd = EtcdProcess::start_single().unwrap();
+    let cfg = config(&[etcd.endpoint().into()], "default");
+    let a = lock(&cfg, "node-a");
+    a.acquire().await.unwrap();
+    let b = lock(&cfg, "node-b");
+    let waiting = tokio::spawn(async move {
+        b.acquire().await.unwrap();
+        b
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // etcd crashes under the waiting watch and comes back with its data.
+    tokio::task::block_in_place(|| {
+        etcd.kill();
+        std::thread::sleep(Duration::from_millis(300));
+        etcd.restart().unwrap();
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "b got in while a holds the only slot"
+    );
+    assert_eq!(a.holding().await.unwrap(), Holding::Held);
+    a.release().await.unwrap();
+    let b = waiting.await.unwrap();
+    assert_eq!(b.holding().await.unwrap(), Holding::Held);
 }
 
 #[tokio::test]

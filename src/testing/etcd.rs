@@ -41,6 +41,7 @@ pub struct EtcdProcess {
     name: String,
     args: Vec<String>,
     client_url: String,
+    metrics_port: u16,
     log_file: PathBuf,
     child: Option<Child>,
     // Dropped after the child is killed (field order).
@@ -66,7 +67,7 @@ impl EtcdProcess {
             let peer = format!("http://127.0.0.1:{}", ports.peer);
             let cluster = format!("solo={peer}");
             let mut member = Self::spawn("solo", &ports, &cluster, &options)?;
-            member.wait_healthy(ports.metrics)?;
+            member.wait_healthy()?;
             Ok(member)
         })
     }
@@ -79,7 +80,7 @@ impl EtcdProcess {
         let peer = format!("http://127.0.0.1:{}", ports.peer);
         let cluster = format!("solo={peer}");
         let mut member = Self::spawn("solo", &ports, &cluster, &EtcdOptions::default())?;
-        member.wait_healthy(ports.metrics)?;
+        member.wait_healthy()?;
         Ok(member)
     }
 
@@ -116,6 +117,7 @@ impl EtcdProcess {
             name: name.to_string(),
             args,
             client_url,
+            metrics_port: ports.metrics,
             log_file,
             child: None,
             _dir: dir,
@@ -141,7 +143,8 @@ impl EtcdProcess {
         Ok(())
     }
 
-    fn wait_healthy(&mut self, metrics_port: u16) -> Result<()> {
+    fn wait_healthy(&mut self) -> Result<()> {
+        let metrics_port = self.metrics_port;
         let deadline = Instant::now() + Duration::from_secs(HEALTH_TIMEOUT_SECS);
         loop {
             if let Some(child) = self.child.as_mut() {
@@ -185,6 +188,14 @@ impl EtcdProcess {
         }
     }
 
+    /// Start a killed single member again on the same ports and data
+    /// (what it stored survives, as after a crash and reboot).
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.launch()?;
+        self.wait_healthy()
+    }
+
     /// The last lines of the member's log, for error messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log_file).unwrap_or_default();
@@ -226,8 +237,8 @@ impl EtcdCluster {
                 let options = EtcdOptions::default();
                 members.push(EtcdProcess::spawn(&format!("m{i}"), p, &cluster, &options)?);
             }
-            for (member, p) in members.iter_mut().zip(&ports) {
-                member.wait_healthy(p.metrics)?;
+            for member in members.iter_mut() {
+                member.wait_healthy()?;
             }
             Ok(EtcdCluster { members })
         })

@@ -14,6 +14,11 @@ use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use crate::lock::config::EtcdConfig;
 use crate::lock::LockError;
 
+/// HTTP/2 keep-alive ping interval (etcd's minimum is 5 s).
+const KEEPALIVE_INTERVAL_SECS: u64 = 10;
+/// A ping unanswered this long closes the connection.
+const KEEPALIVE_TIMEOUT_SECS: u64 = 5;
+
 /// Timeouts of one etcd request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
@@ -70,7 +75,13 @@ impl Connection {
             .count();
         let mut options = ConnectOptions::new()
             .with_connect_timeout(timeouts.connect)
-            .with_timeout(timeouts.request);
+            .with_timeout(timeouts.request)
+            // HTTP/2 pings find a dead member under a long watch. etcd sends
+            // GOAWAY to clients pinging more often than every 5 s.
+            .with_keep_alive(
+                Duration::from_secs(KEEPALIVE_INTERVAL_SECS),
+                Duration::from_secs(KEEPALIVE_TIMEOUT_SECS),
+            );
         if https > 0 && https < endpoints.len() {
             return Err(cfg(
                 "etcd endpoints mix http:// and https://; use one scheme".into(),
