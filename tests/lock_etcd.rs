@@ -1,13 +1,13 @@
 //! The etcd reboot lock against one real etcd process.
 
-mod common;
+mod lock_support;
 
 use std::time::Duration;
 
 use ab_updater::lock::etcd::{Attempt, Semaphore};
 use ab_updater::lock::{EtcdLock, Holding, LockError, RebootLock};
 use ab_updater::testing::etcd::{free_port, EtcdProcess};
-use common::{config, lock, raw};
+use lock_support::{config, lock, raw};
 
 const KEY: &str = "coreos.com/updateengine/rebootlock/semaphore";
 
@@ -54,7 +54,7 @@ async fn acquire_release_and_idempotence() {
     assert!(!a.release_once().await.unwrap());
     a.release().await.unwrap();
     // Releasing when nobody holds anything leaves a missing key missing.
-    let other = common::lock(&config(&[etcd.endpoint().into()], "never-used"), "x");
+    let other = lock_support::lock(&config(&[etcd.endpoint().into()], "never-used"), "x");
     assert!(!other.release_once().await.unwrap());
     assert_eq!(stored(etcd.endpoint(), other.key()).await, None);
 
@@ -76,7 +76,7 @@ async fn a_waiting_node_gets_the_slot_when_it_is_released() {
     let a = lock(&cfg, "node-a");
     let b = lock(&cfg, "node-b");
     // c re-reads every 30 ms even without a watch event.
-    let mut tuning = common::fast();
+    let mut tuning = lock_support::fast();
     tuning.recheck = Duration::from_millis(30);
     let c = EtcdLock::with_tuning(&cfg, "node-c", tuning).unwrap();
     assert_eq!(
@@ -259,6 +259,6 @@ async fn fails_over_past_a_dead_first_endpoint() {
 async fn fifty_racing_nodes_never_exceed_three_holders() {
     let etcd = EtcdProcess::start_single().unwrap();
     let cfg = config(&[etcd.endpoint().into()], "race");
-    let report = common::race(&cfg, 50, 3, Duration::from_millis(20), 0, async {}).await;
-    common::assert_race_ok(&report, 50, 3);
+    let report = lock_support::race(&cfg, 50, 3, Duration::from_millis(20), 0, async {}).await;
+    lock_support::assert_race_ok(&report, 50, 3);
 }

@@ -1,6 +1,6 @@
 //! The etcd reboot lock on a real 3-member cluster losing a member mid-race.
 
-mod common;
+mod lock_support;
 
 use std::time::Duration;
 
@@ -34,24 +34,24 @@ async fn leader_index(cluster: &EtcdCluster, alive: &[usize]) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn race_survives_losing_a_follower() {
     let mut cluster = EtcdCluster::start(3).unwrap();
-    let cfg = common::config(&cluster.endpoints(), "default");
+    let cfg = lock_support::config(&cluster.endpoints(), "default");
     let leader = leader_index(&cluster, &[0, 1, 2]).await;
     let follower = (leader + 1) % 3;
-    let report = common::race(&cfg, 50, 3, Duration::from_millis(20), 10, async {
+    let report = lock_support::race(&cfg, 50, 3, Duration::from_millis(20), 10, async {
         cluster.kill(follower);
     })
     .await;
-    common::assert_race_ok(&report, 50, 3);
+    lock_support::assert_race_ok(&report, 50, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn race_survives_losing_the_leader() {
     let mut cluster = EtcdCluster::start(3).unwrap();
-    let cfg = common::config(&cluster.endpoints(), "default");
-    let report = common::race(&cfg, 50, 3, Duration::from_millis(20), 10, async {
+    let cfg = lock_support::config(&cluster.endpoints(), "default");
+    let report = lock_support::race(&cfg, 50, 3, Duration::from_millis(20), 10, async {
         let leader = leader_index(&cluster, &[0, 1, 2]).await;
         cluster.kill(leader);
     })
     .await;
-    common::assert_race_ok(&report, 50, 3);
+    lock_support::assert_race_ok(&report, 50, 3);
 }

@@ -1,6 +1,6 @@
 //! The etcd reboot lock over TLS (CA only, mutual TLS) and with etcd auth.
 
-mod common;
+mod lock_support;
 
 use std::path::{Path, PathBuf};
 
@@ -46,7 +46,7 @@ fn write_ca(ca: &Ca, dir: &Path, stem: &str) -> PathBuf {
 }
 
 fn tls_config(endpoint: &str, ca_file: PathBuf) -> EtcdConfig {
-    let mut cfg = common::config(&[endpoint.to_string()], "default");
+    let mut cfg = lock_support::config(&[endpoint.to_string()], "default");
     cfg.ca_file = Some(ca_file);
     cfg
 }
@@ -68,13 +68,16 @@ async fn tls_with_ca_only_works_and_a_wrong_ca_is_refused() {
     assert!(etcd.endpoint().starts_with("https://"));
 
     let cfg = tls_config(etcd.endpoint(), write_ca(&ca, dir.path(), "ca"));
-    let node = common::lock(&cfg, "node-a");
+    let node = lock_support::lock(&cfg, "node-a");
     assert_eq!(node.try_acquire().await.unwrap(), Attempt::Taken);
     assert!(node.release_once().await.unwrap());
 
     let other = make_ca("some other CA");
     let cfg = tls_config(etcd.endpoint(), write_ca(&other, dir.path(), "wrong-ca"));
-    let err = common::lock(&cfg, "node-a").status().await.unwrap_err();
+    let err = lock_support::lock(&cfg, "node-a")
+        .status()
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), "unavailable", "{err}");
     assert!(err.to_string().contains("certificate"), "{err}");
     assert!(err.to_string().contains(etcd.endpoint()), "{err}");
@@ -100,12 +103,15 @@ async fn mutual_tls_needs_a_client_certificate_from_the_trusted_ca() {
     let mut cfg = tls_config(etcd.endpoint(), ca_file.clone());
     cfg.cert_file = Some(client_cert);
     cfg.key_file = Some(client_key);
-    let node = common::lock(&cfg, "node-a");
+    let node = lock_support::lock(&cfg, "node-a");
     assert_eq!(node.try_acquire().await.unwrap(), Attempt::Taken);
 
     // Without a client certificate the server hangs up during the handshake.
     let no_cert = tls_config(etcd.endpoint(), ca_file.clone());
-    assert!(common::lock(&no_cert, "node-b").status().await.is_err());
+    assert!(lock_support::lock(&no_cert, "node-b")
+        .status()
+        .await
+        .is_err());
 
     // A client certificate from another CA is refused too.
     let rogue = make_ca("rogue CA");
@@ -113,7 +119,7 @@ async fn mutual_tls_needs_a_client_certificate_from_the_trusted_ca() {
     let mut cfg = tls_config(etcd.endpoint(), ca_file);
     cfg.cert_file = Some(rogue_cert);
     cfg.key_file = Some(rogue_key);
-    assert!(common::lock(&cfg, "node-b").status().await.is_err());
+    assert!(lock_support::lock(&cfg, "node-b").status().await.is_err());
 }
 
 #[tokio::test]
@@ -124,27 +130,30 @@ async fn username_and_password() {
         extra_args: vec!["--auth-token-ttl=1".into()],
     })
     .unwrap();
-    let mut admin = common::raw(etcd.endpoint()).await;
+    let mut admin = lock_support::raw(etcd.endpoint()).await;
     admin.user_add("root", "s3cret", None).await.unwrap();
     admin.user_grant_role("root", "root").await.unwrap();
     admin.auth_enable().await.unwrap();
 
-    let mut cfg = common::config(&[etcd.endpoint().into()], "default");
+    let mut cfg = lock_support::config(&[etcd.endpoint().into()], "default");
     cfg.username = Some("root".into());
     cfg.password = Some("s3cret".into());
-    let node = common::lock(&cfg, "node-a");
+    let node = lock_support::lock(&cfg, "node-a");
     assert_eq!(node.try_acquire().await.unwrap(), Attempt::Taken);
     // The token expired meanwhile: the next single call re-authenticates.
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     assert!(node.release_once().await.unwrap());
 
     cfg.password = Some("wrong".into());
-    let err = common::lock(&cfg, "node-a").status().await.unwrap_err();
+    let err = lock_support::lock(&cfg, "node-a")
+        .status()
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), "refused", "{err}");
     assert!(!err.is_transient());
 
-    let anonymous = common::config(&[etcd.endpoint().into()], "default");
-    let err = common::lock(&anonymous, "node-b")
+    let anonymous = lock_support::config(&[etcd.endpoint().into()], "default");
+    let err = lock_support::lock(&anonymous, "node-b")
         .status()
         .await
         .unwrap_err();

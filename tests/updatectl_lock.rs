@@ -1,31 +1,44 @@
-//! `updatectl lock …` end to end: the real binary against a real etcd.
+//! `updatectl lock …` end to end: the real binary against a real etcd,
+//! configured through a config directory (as on a node) or flags.
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 use ab_updater::testing::etcd::{free_port, EtcdProcess};
 
-fn updatectl(endpoint: &str, args: &[&str]) -> Output {
+/// A configuration directory whose `[lock.etcd]` points at `endpoint`.
+fn config_dir(endpoint: &str, extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[server]\nurl = \"http://127.0.0.1:9/v1/update/\"\n\n[lock.etcd]\nendpoints = [\"{endpoint}\"]\n{extra}"
+    );
+    std::fs::write(dir.path().join("50-lock.toml"), toml).unwrap();
+    dir
+}
+
+fn updatectl(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_updatectl"))
+        .arg("--config-dir")
+        .arg(dir)
+        .arg("--legacy-config")
+        .arg(dir.join("no-legacy.conf"))
         .arg("lock")
         .args(args)
-        .args(["--endpoint", endpoint])
         .env_remove("UPDATECTL_ETCD_PASSWORD")
         .output()
         .unwrap()
 }
 
-fn ok(endpoint: &str, args: &[&str]) -> String {
-    let out = updatectl(endpoint, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = updatectl(dir, args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    assert_eq!(stderr, "", "{args:?}");
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn fails(endpoint: &str, args: &[&str]) -> String {
-    let out = updatectl(endpoint, args);
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let out = updatectl(dir, args);
     assert_eq!(out.status.code(), Some(1), "{args:?} should fail");
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.starts_with("updatectl: "), "{stderr}");
@@ -36,7 +49,8 @@ fn fails(endpoint: &str, args: &[&str]) -> String {
 #[test]
 fn a_stale_holder_is_visible_and_releasable() {
     let etcd = EtcdProcess::start_single().unwrap();
-    let ep = etcd.endpoint();
+    let dir = config_dir(etcd.endpoint(), "");
+    let ep = dir.path();
     assert!(ok(ep, &["status"]).contains("not created yet"));
 
     // A node took the slot and never came back.
@@ -70,7 +84,11 @@ fn a_stale_holder_is_visible_and_releasable() {
 #[test]
 fn set_max_per_group_and_machine_id_default() {
     let etcd = EtcdProcess::start_single().unwrap();
-    let ep = etcd.endpoint();
+    let dir = config_dir(
+        etcd.endpoint(),
+        "\n[identity]\nmachine_id = \"0badc0de0badc0de0badc0de0badc0de\"\n",
+    );
+    let ep = dir.path();
     assert_eq!(
         ok(ep, &["set-max", "3", "--group", "workers"]),
         "max of group workers: 1 -> 3\n"
@@ -81,8 +99,8 @@ fn set_max_per_group_and_machine_id_default() {
     // The default group is untouched.
     assert!(ok(ep, &["status"]).contains("not created yet"));
 
-    let dir = tempfile::tempdir().unwrap();
-    let id_file = dir.path().join("machine-id");
+    let id_dir = tempfile::tempdir().unwrap();
+    let id_file = id_dir.path().join("machine-id");
     std::fs::write(&id_file, "4f1e0c2d9b8a4e5f8c7d6e5f4a3b2c1d\n").unwrap();
     let id_flag = id_file.to_str().unwrap();
     let out = ok(
@@ -111,16 +129,28 @@ fn set_max_per_group_and_machine_id_default() {
         &["release", "--machine-id-file", "/nonexistent/machine-id"],
     );
     assert!(err.contains("/nonexistent/machine-id"), "{err}");
+    // Without ID or --machine-id-file: identity.machine_id of the config.
+    let out = ok(ep, &["release", "--group", "workers"]);
+    assert!(
+        out.contains("0badc0de0badc0de0badc0de0badc0de holds no reboot slot"),
+        "{out}"
+    );
+    // The group can come from the config too.
+    let dir = config_dir(etcd.endpoint(), "group = \"workers\"\n");
+    assert!(ok(dir.path(), &["status"]).contains("Group: workers\n"));
 }
 
 #[test]
 fn bad_input_fails_with_one_clear_line_and_changes_nothing() {
     let etcd = EtcdProcess::start_single().unwrap();
-    let ep = etcd.endpoint();
+    let dir = config_dir(etcd.endpoint(), "");
+    let ep = dir.path();
     let key = "coreos.com/updateengine/rebootlock/semaphore";
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut c = etcd_client::Client::connect([ep], None).await.unwrap();
+        let mut c = etcd_client::Client::connect([etcd.endpoint()], None)
+            .await
+            .unwrap();
         c.put(key, "locked-by-someone-else", None).await.unwrap();
     });
     for args in [
@@ -133,16 +163,46 @@ fn bad_input_fails_with_one_clear_line_and_changes_nothing() {
         assert!(err.contains(key) && err.contains("not JSON"), "{err}");
     }
     let value = rt.block_on(async {
-        let mut c = etcd_client::Client::connect([ep], None).await.unwrap();
+        let mut c = etcd_client::Client::connect([etcd.endpoint()], None)
+            .await
+            .unwrap();
         c.get(key, None).await.unwrap().kvs()[0].value().to_vec()
     });
     assert_eq!(value, b"locked-by-someone-else");
 
     let err = fails(ep, &["status", "--group", "../other"]);
     assert!(err.contains("not valid"), "{err}");
+    // --endpoint overrides the configured endpoints.
     let dead = format!("http://127.0.0.1:{}", free_port().unwrap());
-    let err = fails(&dead, &["status"]);
+    let err = fails(ep, &["status", "--endpoint", &dead]);
     assert!(err.contains("cannot reach") && err.contains(&dead), "{err}");
     let err = fails(ep, &["status", "--ca-file", "/etc/ca.pem"]);
     assert!(err.contains("https://"), "{err}");
+}
+
+#[test]
+fn an_invalid_configuration_is_an_error_unless_endpoint_is_given() {
+    let etcd = EtcdProcess::start_single().unwrap();
+    let dir = config_dir(etcd.endpoint(), "bogus_key = 1\n");
+    let out = updatectl(dir.path(), &["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("bogus_key"), "{stderr}");
+    assert!(
+        stderr
+            .trim_end()
+            .ends_with("or give --endpoint to use flags only"),
+        "{stderr}"
+    );
+
+    let out = updatectl(dir.path(), &["status", "--endpoint", etcd.endpoint()]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("warning: not using the configuration"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("Group: default\n"));
 }

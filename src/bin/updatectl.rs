@@ -2,12 +2,11 @@
 
 use std::process::ExitCode;
 
-use ab_updater::cli::updatectl::{run, Updatectl};
-use ab_updater::cli::{finish, init_logging};
+use ab_updater::cli::{finish, init_logging, updatectl};
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = Updatectl::parse();
+    let cli = updatectl::Cli::parse();
     init_logging("warn");
-    finish("updatectl", run(args))
+    finish("updatectl", updatectl::run(cli))
 }

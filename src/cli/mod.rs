@@ -3,8 +3,6 @@
 
 use std::process::ExitCode;
 
-pub mod updatectl;
-
 /// Set up `tracing` logging to stderr; `RUST_LOG` overrides `default_level`.
 pub fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -27,3 +25,7 @@ pub fn finish(program: &str, result: anyhow::Result<()>) -> ExitCode {
         }
     }
 }
+
+pub mod update_payload;
+pub mod update_server;
+pub mod updatectl;

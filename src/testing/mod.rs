@@ -1,4 +1,9 @@
-//! Support for tests and benchmarks (real etcd processes). Not used by the
-//! binaries; public so integration tests and benches can share it.
+//! Test support shared by unit tests, integration tests and benchmarks:
+//! fault-injecting devices and real etcd processes. Public (not `cfg(test)`)
+//! so `tests/` and benches can use it; nothing in the product depends on it.
 
 pub mod etcd;
+pub mod fuzz;
+mod power_cut;
+
+pub use power_cut::{CutMode, PowerCut};

@@ -3,8 +3,10 @@
 //!
 //! Each command is one attempt (no waiting for a free slot): an operator
 //! wants an answer, not a command that blocks until another node reboots.
-//! Until the config loader is wired in, etcd settings come from flags; they
-//! stay as overrides of the config afterwards.
+//! etcd settings and the machine id come from the engine's configuration
+//! (`[lock.etcd]`, `identity.machine_id`); flags override single values.
+//! With `--endpoint`, an unloadable configuration is skipped with a warning,
+//! so the lock can be administered from a machine that runs no engine.
 
 use std::path::{Path, PathBuf};
 
@@ -13,15 +15,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 use url::Url;
 
+use crate::config::settings::{DEFAULT_ETCD_ENDPOINT, DEFAULT_LOCK_GROUP};
+use crate::config::{self, ConfigSources};
 use crate::lock::config::EtcdConfig;
 use crate::lock::etcd::{keys, Attempt, LockStatus};
 use crate::lock::EtcdLock;
-
-/// Default client URL of etcd (DESIGN §8).
-pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:2379";
-
-/// Where the node's id comes from when no ID is given.
-pub const DEFAULT_MACHINE_ID_FILE: &str = "/etc/machine-id";
 
 /// `updatectl lock …`
 #[derive(Debug, Args)]
@@ -45,12 +43,12 @@ pub enum LockAction {
     },
     /// Take a slot for ID (default: this machine's id); fails when none is free.
     Acquire {
-        /// Holder id; default: the contents of --machine-id-file.
+        /// Holder id; default: this machine's id.
         id: Option<String>,
     },
     /// Give back the slot of ID (default: this machine), e.g. a node that never came back.
     Release {
-        /// Holder id; default: the contents of --machine-id-file.
+        /// Holder id; default: this machine's id.
         id: Option<String>,
     },
     /// Set the number of slots; current holders keep theirs when it shrinks.
@@ -60,13 +58,13 @@ pub enum LockAction {
     },
 }
 
-/// etcd connection flags (overrides of `[lock.etcd]`).
+/// etcd connection flags: each one given overrides `[lock.etcd]`.
 #[derive(Debug, Args)]
 pub struct EtcdFlags {
-    /// etcd client URL (repeatable, tried in order). Default: http://127.0.0.1:2379.
+    /// etcd client URL (repeatable, tried in order; replaces lock.etcd.endpoints).
     #[arg(long = "endpoint", global = true, value_name = "URL")]
     pub endpoints: Vec<Url>,
-    /// Lock group. Default: `default` (locksmith's key).
+    /// Lock group (default: lock.etcd.group, else `default`, locksmith's key).
     #[arg(long, global = true, value_name = "G")]
     pub group: Option<String>,
     /// CA certificate (PEM) that signed the etcd servers' certificates.
@@ -89,51 +87,106 @@ pub struct EtcdFlags {
         hide_env_values = true
     )]
     pub password: Option<String>,
-    /// File holding this machine's id.
-    #[arg(long, global = true, value_name = "FILE", default_value = DEFAULT_MACHINE_ID_FILE)]
-    pub machine_id_file: PathBuf,
+    /// File holding this machine's id (default: identity.machine_id, else /etc/machine-id).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub machine_id_file: Option<PathBuf>,
 }
 
 impl EtcdFlags {
-    /// The etcd settings these flags describe.
-    pub fn config(&self) -> Result<EtcdConfig> {
-        let group = self
-            .group
-            .clone()
-            .unwrap_or_else(|| keys::DEFAULT_GROUP.to_string());
-        keys::validate_group(&group).map_err(anyhow::Error::msg)?;
-        let endpoints = if self.endpoints.is_empty() {
-            vec![Url::parse(DEFAULT_ENDPOINT)?]
-        } else {
-            self.endpoints.clone()
+    /// `base` with every flag that was given applied over it.
+    pub fn apply(&self, base: EtcdConfig) -> Result<EtcdConfig> {
+        let mut config = base;
+        if !self.endpoints.is_empty() {
+            config.endpoints = self.endpoints.clone();
+        }
+        let set = |target: &mut Option<PathBuf>, flag: &Option<PathBuf>| {
+            if flag.is_some() {
+                target.clone_from(flag);
+            }
         };
-        Ok(EtcdConfig {
-            endpoints,
-            group,
-            ca_file: self.ca_file.clone(),
-            cert_file: self.cert_file.clone(),
-            key_file: self.key_file.clone(),
-            username: self.username.clone(),
-            password: self.password.clone(),
-        })
+        set(&mut config.ca_file, &self.ca_file);
+        set(&mut config.cert_file, &self.cert_file);
+        set(&mut config.key_file, &self.key_file);
+        if let Some(group) = &self.group {
+            config.group.clone_from(group);
+        }
+        if let Some(user) = &self.username {
+            config.username = Some(user.clone());
+        }
+        if let Some(password) = &self.password {
+            config.password = Some(password.clone());
+        }
+        keys::validate_group(&config.group).map_err(anyhow::Error::msg)?;
+        Ok(config)
     }
 }
 
-/// Run `updatectl lock …`.
-pub fn run(args: &LockArgs) -> Result<()> {
+/// `[lock.etcd]` as the configuration defaults it (local etcd, group `default`).
+pub fn default_etcd_config() -> EtcdConfig {
+    EtcdConfig {
+        endpoints: vec![Url::parse(DEFAULT_ETCD_ENDPOINT).expect("constant URL")],
+        group: DEFAULT_LOCK_GROUP.into(),
+        ca_file: None,
+        cert_file: None,
+        key_file: None,
+        username: None,
+        password: None,
+    }
+}
+
+/// Run `updatectl lock …` with the configuration from `sources`.
+pub fn run(args: &LockArgs, sources: &ConfigSources) -> Result<()> {
+    let (base, machine_id) = load_settings(&args.etcd, sources)?;
+    let config = args.etcd.apply(base)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run_async(args))
+    runtime.block_on(run_async(args, config, machine_id.as_deref()))
 }
 
-async fn run_async(args: &LockArgs) -> Result<()> {
-    let config = args.etcd.config()?;
+/// `[lock.etcd]` and the machine id from the configuration. A configuration
+/// that does not load is an error, unless `--endpoint` says where etcd is.
+fn load_settings(
+    flags: &EtcdFlags,
+    sources: &ConfigSources,
+) -> Result<(EtcdConfig, Option<String>)> {
+    match config::load(sources) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
+            let settings = loaded.settings;
+            Ok((settings.lock.etcd, settings.identity.machine_id))
+        }
+        Err(errors) if !flags.endpoints.is_empty() => {
+            eprintln!(
+                "warning: not using the configuration ({} problem(s), see `updatectl config check`); using the command-line flags",
+                errors.0.len()
+            );
+            Ok((default_etcd_config(), None))
+        }
+        Err(errors) => {
+            for problem in &errors.0 {
+                eprintln!("{problem}");
+            }
+            bail!(
+                "configuration is invalid: {} problem(s) listed above; fix them (`updatectl config check`) or give --endpoint to use flags only",
+                errors.0.len()
+            )
+        }
+    }
+}
+
+async fn run_async(args: &LockArgs, config: EtcdConfig, machine_id: Option<&str>) -> Result<()> {
     let holder_for = |id: &Option<String>| -> Result<String> {
-        match id {
-            Some(id) => Ok(id.clone()),
-            None => read_machine_id(&args.etcd.machine_id_file),
+        if let Some(id) = id {
+            return Ok(id.clone());
+        }
+        match (&args.etcd.machine_id_file, machine_id) {
+            (Some(file), _) => read_machine_id(file),
+            (None, Some(id)) => Ok(id.to_string()),
+            (None, None) => read_machine_id(Path::new(config::MACHINE_ID_FILE)),
         }
     };
     let group = config.group.clone();
@@ -329,8 +382,8 @@ mod tests {
     }
 
     #[test]
-    fn flags_default_to_local_etcd_and_the_default_group() {
-        let flags = EtcdFlags {
+    fn flags_override_only_what_they_name() {
+        let none = EtcdFlags {
             endpoints: vec![],
             group: None,
             ca_file: None,
@@ -338,15 +391,37 @@ mod tests {
             key_file: None,
             username: None,
             password: None,
-            machine_id_file: DEFAULT_MACHINE_ID_FILE.into(),
+            machine_id_file: None,
         };
-        let cfg = flags.config().unwrap();
-        assert_eq!(cfg.endpoints[0].as_str(), "http://127.0.0.1:2379/");
-        assert_eq!(cfg.group, "default");
+        let mut base = default_etcd_config();
+        base.group = "workers".into();
+        base.ca_file = Some("/etc/ca.pem".into());
+        assert_eq!(none.apply(base.clone()).unwrap(), base);
+        assert_eq!(
+            default_etcd_config().endpoints[0].as_str(),
+            "http://127.0.0.1:2379/"
+        );
+
+        let some = EtcdFlags {
+            endpoints: vec![Url::parse("https://e:2379").unwrap()],
+            group: Some("edge".into()),
+            username: Some("root".into()),
+            password: Some("pw".into()),
+            ..none
+        };
+        let cfg = some.apply(base).unwrap();
+        assert_eq!(cfg.endpoints[0].as_str(), "https://e:2379/");
+        assert_eq!(cfg.group, "edge");
+        assert_eq!(cfg.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
+        assert_eq!(
+            (cfg.username.as_deref(), cfg.password.as_deref()),
+            (Some("root"), Some("pw"))
+        );
         let bad = EtcdFlags {
             group: Some("a/b".into()),
-            ..flags
+            ..some
         };
-        assert!(bad.config().unwrap_err().to_string().contains("not valid"));
+        let err = bad.apply(default_etcd_config()).unwrap_err();
+        assert!(err.to_string().contains("not valid"));
     }
 }

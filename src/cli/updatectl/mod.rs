@@ -1,26 +1,38 @@
-//! `updatectl`: the operator's command line (DESIGN §9). One file per
-//! subcommand; this file holds the global flags and the dispatch.
+//! `updatectl`: the operator's tool (this part: inspecting and changing A/B
+//! slots, showing and checking the configuration, administering the reboot
+//! lock; the daemon subcommands come with their issue).
+
+pub mod config;
+pub mod lock;
+pub mod slots;
 
 use std::path::PathBuf;
 
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-pub mod lock;
+use crate::config::ConfigSources;
 
-/// Default control socket of the daemon (DESIGN §7).
+/// Default control socket of the daemon.
 pub const DEFAULT_SOCKET: &str = "/run/update-engine/control.sock";
 
-/// Talk to the update engine, inspect slots and administer the reboot lock.
+/// Command line of `updatectl`.
 #[derive(Debug, Parser)]
-#[command(name = "updatectl", version)]
-pub struct Updatectl {
-    /// Control socket of the update-engine daemon.
-    #[arg(long, global = true, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+#[command(
+    name = "updatectl",
+    version,
+    about = "Inspect and control the A/B update engine"
+)]
+pub struct Cli {
+    /// Control socket of update-engine.
+    #[arg(long, global = true, default_value = DEFAULT_SOCKET)]
     pub socket: PathBuf,
-    /// Configuration directory (repeatable; later ones win). Default: the
-    /// standard config.d directories.
-    #[arg(long = "config-dir", global = true, value_name = "DIR")]
-    pub config_dirs: Vec<PathBuf>,
+    /// Configuration directory (repeatable; later wins). Default: the standard three.
+    #[arg(long = "config-dir", global = true)]
+    pub config_dir: Vec<PathBuf>,
+    /// Legacy Flatcar config read as a fallback (a missing file is skipped).
+    #[arg(long = "legacy-config", global = true, value_name = "FILE", default_value = crate::config::DEFAULT_LEGACY_FILE)]
+    pub legacy_config: PathBuf,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -29,13 +41,32 @@ pub struct Updatectl {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Show the A/B slots and which one boots next, or change them.
+    Slots(slots::Args),
+    /// Show the merged configuration or check it for problems.
+    Config(config::Args),
     /// Administer the etcd reboot lock directly (like locksmithctl).
     Lock(lock::LockArgs),
 }
 
-/// Run one `updatectl` invocation.
-pub fn run(args: Updatectl) -> anyhow::Result<()> {
-    match args.command {
-        Command::Lock(lock_args) => lock::run(&lock_args),
+impl Cli {
+    /// What the config loader reads: `--config-dir` replaces the standard
+    /// directories when given; `--legacy-config` names the legacy file.
+    pub fn config_sources(&self) -> ConfigSources {
+        let mut sources = ConfigSources::system();
+        if !self.config_dir.is_empty() {
+            sources.dirs = self.config_dir.clone();
+        }
+        sources.legacy_file = Some(self.legacy_config.clone());
+        sources
+    }
+}
+
+/// Run one `updatectl` command.
+pub fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::Slots(args) => slots::run(args),
+        Command::Config(args) => config::run(args, &cli.config_sources()),
+        Command::Lock(args) => lock::run(args, &cli.config_sources()),
     }
 }
