@@ -135,23 +135,29 @@ impl EtcdLock {
     /// etcd is unreachable (write conflicts are retried: each one means
     /// another node made progress). Creates the key with `max` 1 when missing.
     pub async fn try_acquire(&self) -> Result<Attempt, LockError> {
-        self.update(
-            |sem, _, revision| match sem.acquire(&self.holder, Utc::now()) {
+        self.try_acquire_from(None).await
+    }
+
+    /// [`Self::try_acquire`] starting from a value already seen (a watch
+    /// event), saving one read when the wait ends.
+    async fn try_acquire_from(&self, known: Option<Read>) -> Result<Attempt, LockError> {
+        self.update(known, |sem, _, revision| {
+            match sem.acquire(&self.holder, Utc::now()) {
                 AcquireOutcome::Taken => Change::Write(Attempt::Taken),
                 AcquireOutcome::AlreadyHeld => Change::Keep(Attempt::AlreadyHeld),
                 AcquireOutcome::Full => Change::Keep(Attempt::Full {
                     semaphore: sem.clone(),
                     revision,
                 }),
-            },
-        )
+            }
+        })
         .await
     }
 
     /// One attempt to give the slot back; returns whether we held one.
     /// A missing key is left missing.
     pub async fn release_once(&self) -> Result<bool, LockError> {
-        self.update(|sem, _, _| {
+        self.update(None, |sem, _, _| {
             if sem.release(&self.holder) {
                 Change::Write(true)
             } else {
@@ -164,7 +170,7 @@ impl EtcdLock {
     /// Set the number of slots of the group (creating the key if needed);
     /// returns the previous `max`. Holders keep their slots when it shrinks.
     pub async fn set_max(&self, max: u32) -> Result<u32, LockError> {
-        self.update(|sem, existed, _| {
+        self.update(None, |sem, existed, _| {
             let old = sem.max();
             sem.set_max(max);
             if existed && old == max {
@@ -178,13 +184,19 @@ impl EtcdLock {
 
     /// Read-modify-write loop: `decide` sees the current value (a fresh
     /// `max` 1 semaphore when the key is missing, with `existed` false) and
-    /// either keeps it or changes it in place to be written back.
+    /// either keeps it or changes it in place to be written back. `known`
+    /// is a value already seen; a lost race brings the winner's value back
+    /// with the failed write, so a conflict costs no extra read.
     async fn update<R>(
         &self,
+        mut known: Option<Read>,
         mut decide: impl FnMut(&mut Semaphore, bool, i64) -> Change<R>,
     ) -> Result<R, LockError> {
         loop {
-            let read = self.read().await?;
+            let read = match known.take() {
+                Some(read) => read,
+                None => self.read().await?,
+            };
             let existed = read.current.is_some();
             let (mut sem, mod_revision) = match read.current {
                 Some((sem, rev)) => (sem, Some(rev)),
@@ -193,10 +205,13 @@ impl EtcdLock {
             match decide(&mut sem, existed, read.revision) {
                 Change::Keep(result) => return Ok(result),
                 Change::Write(result) => {
-                    if self.put_if_unchanged(mod_revision, sem.to_json()).await? {
-                        return Ok(result);
+                    match self.put_if_unchanged(mod_revision, sem.to_json()).await? {
+                        None => return Ok(result),
+                        Some(current) => {
+                            tracing::debug!(key = %self.key, "semaphore changed under us; deciding again");
+                            known = Some(current);
+                        }
                     }
-                    tracing::debug!(key = %self.key, "semaphore changed under us; re-reading");
                 }
             }
         }
@@ -211,27 +226,33 @@ impl EtcdLock {
                 async move { client.get(key, None).await }
             })
             .await?;
+        self.parse_read(&resp)
+    }
+
+    fn parse_read(&self, resp: &etcd_client::GetResponse) -> Result<Read, LockError> {
         let revision = resp.header().map_or(0, |h| h.revision());
         let current = match resp.kvs().first() {
             None => None,
-            Some(kv) => {
-                let sem = Semaphore::parse(kv.value()).map_err(|e| LockError::Corrupt {
-                    key: self.key.clone(),
-                    reason: e.to_string(),
-                })?;
-                Some((sem, kv.mod_revision()))
-            }
+            Some(kv) => Some((self.parse_value(kv.value())?, kv.mod_revision())),
         };
         Ok(Read { current, revision })
     }
 
+    fn parse_value(&self, value: &[u8]) -> Result<Semaphore, LockError> {
+        Semaphore::parse(value).map_err(|e| LockError::Corrupt {
+            key: self.key.clone(),
+            reason: e.to_string(),
+        })
+    }
+
     /// Write `value` only if the key is still at `mod_revision` (or still
-    /// absent for `None`); false when someone wrote in between.
+    /// absent for `None`). Returns `None` when written, else the value
+    /// someone else wrote in between (read in the same transaction).
     async fn put_if_unchanged(
         &self,
         mod_revision: Option<i64>,
         value: Vec<u8>,
-    ) -> Result<bool, LockError> {
+    ) -> Result<Option<Read>, LockError> {
         let key = self.key.clone();
         let compare = match mod_revision {
             Some(rev) => Compare::mod_revision(key.clone(), CompareOp::Equal, rev),
@@ -240,7 +261,8 @@ impl EtcdLock {
         };
         let txn = Txn::new()
             .when([compare])
-            .and_then([TxnOp::put(key, value, None)]);
+            .and_then([TxnOp::put(key.clone(), value, None)])
+            .or_else([TxnOp::get(key, None)]);
         let resp = self
             .conn
             .run(|mut client| {
@@ -248,12 +270,20 @@ impl EtcdLock {
                 async move { client.txn(txn).await }
             })
             .await?;
-        Ok(resp.succeeded())
+        if resp.succeeded() {
+            return Ok(None);
+        }
+        match resp.op_responses().into_iter().next() {
+            Some(etcd_client::TxnOpResponse::Get(get)) => Ok(Some(self.parse_read(&get)?)),
+            // Not what we asked for: fall back to a fresh read.
+            _ => Ok(Some(self.read().await?)),
+        }
     }
 
-    /// Wait until the key changes after `revision`, at most `recheck`.
+    /// Wait until the key changes after `revision` in a way that may free a
+    /// slot, at most `recheck`; returns the new value when the watch saw it.
     /// Falls back to a backoff sleep when the watch cannot be set up.
-    async fn wait_for_change(&self, revision: i64) {
+    async fn wait_for_change(&self, revision: i64) -> Option<Read> {
         let key = self.key.clone();
         let holder = self.holder.clone();
         let watch = self.conn.run(|mut client| {
@@ -264,19 +294,39 @@ impl EtcdLock {
                 let (_watcher, mut stream) = client.watch(key, Some(options)).await?;
                 while let Some(resp) = stream.message().await? {
                     // `canceled` covers a compacted start revision: re-read.
-                    if resp.canceled() || resp.events().iter().any(|e| may_have_room(e, &holder)) {
-                        return Ok(true);
+                    if resp.canceled() {
+                        return Ok(Some(None));
+                    }
+                    if let Some(event) = resp
+                        .events()
+                        .iter()
+                        .rev()
+                        .find(|e| may_have_room(e, &holder))
+                    {
+                        return Ok(Some(seed_from(event)));
                     }
                 }
-                Ok(false)
+                Ok(None)
             }
         });
         match tokio::time::timeout(self.tuning.recheck, watch).await {
-            Ok(Ok(true)) | Err(_) => {}
-            Ok(Ok(false)) => self.sleep(0).await,
+            Ok(Ok(Some(Some((value, mod_revision))))) => {
+                // A value we cannot parse is left to the next read to report.
+                let sem = self.parse_value(&value).ok()?;
+                Some(Read {
+                    current: Some((sem, mod_revision)),
+                    revision: mod_revision,
+                })
+            }
+            Ok(Ok(Some(None))) | Err(_) => None,
+            Ok(Ok(None)) => {
+                self.sleep(0).await;
+                None
+            }
             Ok(Err(err)) => {
                 tracing::warn!(key = %self.key, error = %err, "cannot watch the reboot semaphore");
                 self.sleep(0).await;
+                None
             }
         }
     }
@@ -285,6 +335,14 @@ impl EtcdLock {
         let unit = rand::Rng::gen(&mut rand::thread_rng());
         tokio::time::sleep(self.tuning.backoff.delay(attempt, unit)).await;
     }
+}
+
+/// The value and mod_revision a PUT event carries; `None` for anything else
+/// (a delete), which the caller answers with a fresh read.
+fn seed_from(event: &etcd_client::Event) -> Option<(Vec<u8>, i64)> {
+    let kv = event.kv()?;
+    (event.event_type() == etcd_client::EventType::Put)
+        .then(|| (kv.value().to_vec(), kv.mod_revision()))
 }
 
 /// Whether a watch event is worth a re-read: anything but a value that is
@@ -312,8 +370,9 @@ enum Change<R> {
 impl RebootLock for EtcdLock {
     async fn acquire(&self) -> Result<(), LockError> {
         let mut failures = 0u32;
+        let mut known = None;
         loop {
-            match self.try_acquire().await {
+            match self.try_acquire_from(known.take()).await {
                 Ok(Attempt::Taken) => {
                     tracing::info!(key = %self.key, holder = %self.holder, "took a reboot slot");
                     return Ok(());
@@ -333,7 +392,7 @@ impl RebootLock for EtcdLock {
                         holders = semaphore.holders().len(),
                         "all reboot slots taken; waiting"
                     );
-                    self.wait_for_change(revision).await;
+                    known = self.wait_for_change(revision).await;
                 }
                 Err(err) if err.is_transient() => {
                     tracing::warn!(key = %self.key, error = %err, "cannot take a reboot slot yet");
