@@ -371,6 +371,7 @@ impl RebootLock for EtcdLock {
     async fn acquire(&self) -> Result<(), LockError> {
         let mut failures = 0u32;
         let mut known = None;
+        let mut announced = false;
         loop {
             match self.try_acquire_from(known.take()).await {
                 Ok(Attempt::Taken) => {
@@ -386,12 +387,18 @@ impl RebootLock for EtcdLock {
                     revision,
                 }) => {
                     failures = 0;
-                    tracing::info!(
-                        key = %self.key,
-                        max = semaphore.max(),
-                        holders = semaphore.holders().len(),
-                        "all reboot slots taken; waiting"
-                    );
+                    // Every hand-over wakes all waiters; say it once per acquire.
+                    if !announced {
+                        let holders: Vec<&str> =
+                            semaphore.holders().iter().map(|h| h.id.as_str()).collect();
+                        tracing::info!(
+                            key = %self.key,
+                            max = semaphore.max(),
+                            holders = %holders.join(","),
+                            "all reboot slots taken; waiting"
+                        );
+                        announced = true;
+                    }
                     known = self.wait_for_change(revision).await;
                 }
                 Err(err) if err.is_transient() => {
