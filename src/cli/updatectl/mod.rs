@@ -1,10 +1,11 @@
 //! `updatectl`: the operator's tool (this part: inspecting and changing A/B
-//! slots, showing and checking the configuration; the daemon and lock
-//! subcommands come with their issues).
+//! slots, showing and checking the configuration, administering the reboot
+//! lock; the daemon subcommands come with their issue).
 
 pub mod check;
 pub mod config;
 pub mod history;
+pub mod lock;
 pub mod slots;
 pub mod status;
 pub mod watch;
@@ -56,6 +57,8 @@ pub enum Command {
     History(history::Args),
     /// Show the merged configuration or check it for problems.
     Config(config::Args),
+    /// Administer the etcd reboot lock directly (like locksmithctl).
+    Lock(lock::LockArgs),
 }
 
 impl Cli {
@@ -80,5 +83,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Watch(args) => watch::run(&cli.socket, args),
         Command::History(args) => history::run(&cli.socket, args),
         Command::Config(args) => config::run(args, &cli.config_sources()),
+        Command::Lock(args) => lock::run(args, &cli.config_sources()),
     }
 }
