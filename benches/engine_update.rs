@@ -32,8 +32,20 @@ fn proc_kib(pid: u32, key: &str) -> u64 {
 
 /// `update-payload apply` without the GPT flip: the payload from a file
 /// into slot B, then the read-back verification.
-fn offline_apply(sb: &Sandbox) -> Duration {
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer for clock_gettime.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+fn offline_apply(sb: &Sandbox) -> (Duration, Duration) {
     let start = Instant::now();
+    let cpu = thread_cpu();
     let disk = open_disk(&sb.disk, false).unwrap();
     let (a, b) = (disk.slot(SlotId::A), disk.slot(SlotId::B));
     drop(disk);
@@ -58,7 +70,7 @@ fn offline_apply(sb: &Sandbox) -> Duration {
     };
     let applier = Applier::new(target, Some(source), keys, policy, None);
     apply_from_reader(applier, &mut File::open(&sb.payload).unwrap(), None).unwrap();
-    start.elapsed()
+    (start.elapsed(), thread_cpu() - cpu)
 }
 
 fn main() {
@@ -70,9 +82,11 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let sb = Sandbox::new(mib, mib as u64 + 8, &[]).await;
+        let mut sb = Sandbox::new(mib, mib as u64 + 8, &[]).await;
+        // The daemon's default checkpoint interval, as in production.
+        sb.small_checkpoints = false;
         sb.write_config("1.0.0", "[reboot]\nstrategy = \"off\"\n");
-        let offline = offline_apply(&sb);
+        let (offline, offline_cpu) = offline_apply(&sb);
 
         let (mut child, client) = sb.spawn_process().await;
         tokio::time::sleep(Duration::from_millis(if measure { 2000 } else { 200 })).await;
@@ -80,14 +94,24 @@ fn main() {
         let mut events = client.events().await.unwrap();
         let start = Instant::now();
         client.check().await.unwrap();
+        let mut phases: Vec<(String, Duration)> = Vec::new();
         loop {
             let r = events.next().await.unwrap().unwrap();
             assert_ne!(r.phase, "reporting-error-event", "{r:?}");
+            if phases.last().is_none_or(|(p, _)| *p != r.phase) {
+                phases.push((r.phase.clone(), start.elapsed()));
+            }
             if r.phase == "updated-need-reboot" {
                 break;
             }
         }
         let e2e = start.elapsed();
+        let cpu_ticks = {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
+            let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+            // utime and stime (fields 14 and 15 of stat; 12 and 13 after the comm).
+            fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+        };
         let peak_kib = proc_kib(child.id(), "VmHWM");
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(child.id() as i32),
@@ -106,6 +130,16 @@ fn main() {
             "  engine end to end (check .. GPT flip)      {:>8.3} s  ({:.2}x offline; target <= 1.1x)",
             e2e.as_secs_f64(),
             e2e.as_secs_f64() / offline.as_secs_f64()
+        );
+        let steps: Vec<String> = phases
+            .iter()
+            .map(|(p, t)| format!("{p} at {:.3} s", t.as_secs_f64()))
+            .collect();
+        println!("  phases: {}", steps.join(", "));
+        println!(
+            "  CPU time: daemon (user+sys, whole update) {:.2} s, offline apply {:.2} s",
+            cpu_ticks as f64 / 100.0,
+            offline_cpu.as_secs_f64()
         );
         println!(
             "  daemon RSS idle {:.1} MiB (target <= 10), peak while updating {:.1} MiB (target <= 32)",
