@@ -73,9 +73,71 @@ fn offline_apply(sb: &Sandbox) -> (Duration, Duration) {
     (start.elapsed(), thread_cpu() - cpu)
 }
 
+/// What one engine run measured.
+struct Run {
+    wall: Duration,
+    cpu: Duration,
+    idle_kib: u64,
+    peak_kib: u64,
+    phases: Vec<(String, Duration)>,
+}
+
+/// CPU time (user + sys) of process `pid` so far.
+fn proc_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // utime and stime: fields 14 and 15 of stat, 12 and 13 after the comm.
+    let ticks = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+/// One update by a fresh engine process (fresh state directory).
+async fn engine_run(sb: &Sandbox, idle_wait: Duration) -> Run {
+    let _ = std::fs::remove_dir_all(sb.state_dir());
+    let (mut child, client) = sb.spawn_process().await;
+    tokio::time::sleep(idle_wait).await;
+    let idle_kib = proc_kib(child.id(), "VmRSS");
+    let mut events = client.events().await.unwrap();
+    let start = Instant::now();
+    client.check().await.unwrap();
+    let mut phases: Vec<(String, Duration)> = Vec::new();
+    loop {
+        let r = events.next().await.unwrap().unwrap();
+        assert_ne!(r.phase, "reporting-error-event", "{r:?}");
+        if phases.last().is_none_or(|(p, _)| *p != r.phase) {
+            phases.push((r.phase.clone(), start.elapsed()));
+        }
+        if r.phase == "updated-need-reboot" {
+            break;
+        }
+    }
+    let wall = start.elapsed();
+    let cpu = proc_cpu(child.id());
+    let peak_kib = proc_kib(child.id(), "VmHWM");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    assert_eq!(sb.slot_bytes(SlotId::B, sb.new_image.len()), sb.new_image);
+    Run {
+        wall,
+        cpu,
+        idle_kib,
+        peak_kib,
+        phases,
+    }
+}
+
 fn main() {
     let measure = std::env::args().any(|a| a == "--bench");
-    let mib = if measure { 256 } else { 4 };
+    let (mib, rounds) = if measure { (256, 3) } else { (4, 1) };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -86,65 +148,57 @@ fn main() {
         // The daemon's default checkpoint interval, as in production.
         sb.small_checkpoints = false;
         sb.write_config("1.0.0", "[reboot]\nstrategy = \"off\"\n");
-        let (offline, offline_cpu) = offline_apply(&sb);
-
-        let (mut child, client) = sb.spawn_process().await;
-        tokio::time::sleep(Duration::from_millis(if measure { 2000 } else { 200 })).await;
-        let idle_kib = proc_kib(child.id(), "VmRSS");
-        let mut events = client.events().await.unwrap();
-        let start = Instant::now();
-        client.check().await.unwrap();
-        let mut phases: Vec<(String, Duration)> = Vec::new();
-        loop {
-            let r = events.next().await.unwrap().unwrap();
-            assert_ne!(r.phase, "reporting-error-event", "{r:?}");
-            if phases.last().is_none_or(|(p, _)| *p != r.phase) {
-                phases.push((r.phase.clone(), start.elapsed()));
-            }
-            if r.phase == "updated-need-reboot" {
-                break;
-            }
+        let idle_wait = Duration::from_millis(if measure { 2000 } else { 200 });
+        // Alternate the two so that both see the same machine load; the
+        // best of each is the figure (noise only ever adds time).
+        let mut offline = Vec::new();
+        let mut runs = Vec::new();
+        for _ in 0..rounds {
+            offline.push(offline_apply(&sb));
+            runs.push(engine_run(&sb, idle_wait).await);
         }
-        let e2e = start.elapsed();
-        let cpu_ticks = {
-            let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
-            let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
-            // utime and stime (fields 14 and 15 of stat; 12 and 13 after the comm).
-            fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+        let best_offline = offline.iter().min_by_key(|o| o.0).unwrap();
+        let best = runs.iter().min_by_key(|r| r.wall).unwrap();
+        let list = |d: Vec<Duration>| {
+            d.iter()
+                .map(|d| format!("{:.3}", d.as_secs_f64()))
+                .collect::<Vec<_>>()
+                .join(" ")
         };
-        let peak_kib = proc_kib(child.id(), "VmHWM");
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        child.wait().unwrap();
-        assert_eq!(sb.slot_bytes(SlotId::B, sb.new_image.len()), sb.new_image);
 
-        println!("engine_update: {mib} MiB image, payload {} bytes", sb.payload_len);
         println!(
-            "  offline apply (file -> slot, verify)       {:>8.3} s",
-            offline.as_secs_f64()
+            "engine_update: {mib} MiB image, payload {} bytes, best of {rounds}",
+            sb.payload_len
         );
         println!(
-            "  engine end to end (check .. GPT flip)      {:>8.3} s  ({:.2}x offline; target <= 1.1x)",
-            e2e.as_secs_f64(),
-            e2e.as_secs_f64() / offline.as_secs_f64()
+            "  offline apply (file -> slot, verify)       {:>8.3} s   runs: {}",
+            best_offline.0.as_secs_f64(),
+            list(offline.iter().map(|o| o.0).collect())
         );
-        let steps: Vec<String> = phases
+        println!(
+            "  engine end to end (check .. GPT flip)      {:>8.3} s   runs: {}",
+            best.wall.as_secs_f64(),
+            list(runs.iter().map(|r| r.wall).collect())
+        );
+        println!(
+            "  ratio {:.2}x (target <= 1.1x)",
+            best.wall.as_secs_f64() / best_offline.0.as_secs_f64()
+        );
+        let steps: Vec<String> = best
+            .phases
             .iter()
-            .map(|(p, t)| format!("{p} at {:.3} s", t.as_secs_f64()))
+            .map(|(p, t)| format!("{p} {:.3}", t.as_secs_f64()))
             .collect();
-        println!("  phases: {}", steps.join(", "));
+        println!("  phases (s): {}", steps.join(", "));
         println!(
-            "  CPU time: daemon (user+sys, whole update) {:.2} s, offline apply {:.2} s",
-            cpu_ticks as f64 / 100.0,
-            offline_cpu.as_secs_f64()
+            "  CPU time: daemon (whole update) {} s; offline apply {} s",
+            list(runs.iter().map(|r| r.cpu).collect()),
+            list(offline.iter().map(|o| o.1).collect())
         );
         println!(
             "  daemon RSS idle {:.1} MiB (target <= 10), peak while updating {:.1} MiB (target <= 32)",
-            idle_kib as f64 / 1024.0,
-            peak_kib as f64 / 1024.0
+            runs.iter().map(|r| r.idle_kib).max().unwrap() as f64 / 1024.0,
+            runs.iter().map(|r| r.peak_kib).max().unwrap() as f64 / 1024.0
         );
     });
 }
