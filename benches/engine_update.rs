@@ -73,6 +73,20 @@ fn offline_apply(sb: &Sandbox) -> (Duration, Duration) {
     (start.elapsed(), thread_cpu() - cpu)
 }
 
+/// A plain HTTP download of the payload from the same server, discarded:
+/// the floor that the server and loopback set for the engine.
+async fn raw_download(sb: &Sandbox) -> Duration {
+    let url = sb.url.replace("/v1/update/", "/payloads/v2.payload");
+    let start = Instant::now();
+    let mut response = reqwest::get(&url).await.unwrap();
+    let mut total = 0u64;
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        total += chunk.len() as u64;
+    }
+    assert_eq!(total, sb.payload_len);
+    start.elapsed()
+}
+
 /// What one engine run measured.
 struct Run {
     wall: Duration,
@@ -153,9 +167,11 @@ fn main() {
         // best of each is the figure (noise only ever adds time).
         let mut offline = Vec::new();
         let mut runs = Vec::new();
+        let mut raw = Vec::new();
         for _ in 0..rounds {
             offline.push(offline_apply(&sb));
             runs.push(engine_run(&sb, idle_wait).await);
+            raw.push(raw_download(&sb).await);
         }
         let best_offline = offline.iter().min_by_key(|o| o.0).unwrap();
         let best = runs.iter().min_by_key(|r| r.wall).unwrap();
@@ -179,6 +195,11 @@ fn main() {
             "  engine end to end (check .. GPT flip)      {:>8.3} s   runs: {}",
             best.wall.as_secs_f64(),
             list(runs.iter().map(|r| r.wall).collect())
+        );
+        println!(
+            "  plain HTTP GET of the payload (no apply)   {:>8.3} s   runs: {}",
+            raw.iter().min().unwrap().as_secs_f64(),
+            list(raw.clone())
         );
         println!(
             "  ratio {:.2}x (target <= 1.1x)",
