@@ -2,9 +2,13 @@
 //! slots, showing and checking the configuration, administering the reboot
 //! lock; the daemon subcommands come with their issue).
 
+pub mod check;
 pub mod config;
+pub mod history;
 pub mod lock;
 pub mod slots;
+pub mod status;
+pub mod watch;
 
 use std::path::PathBuf;
 
@@ -43,6 +47,14 @@ pub struct Cli {
 pub enum Command {
     /// Show the A/B slots and which one boots next, or change them.
     Slots(slots::Args),
+    /// Show the update engine's status.
+    Status(status::Args),
+    /// Check for an update now (`--wait`: until it is installed or failed).
+    Check(check::Args),
+    /// Follow the engine live, with a progress bar while downloading.
+    Watch(watch::Args),
+    /// Show every update attempt.
+    History(history::Args),
     /// Show the merged configuration or check it for problems.
     Config(config::Args),
     /// Administer the etcd reboot lock directly (like locksmithctl).
@@ -66,6 +78,10 @@ impl Cli {
 pub fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Slots(args) => slots::run(args),
+        Command::Status(args) => status::run(&cli.socket, args),
+        Command::Check(args) => check::run(&cli.socket, args),
+        Command::Watch(args) => watch::run(&cli.socket, args),
+        Command::History(args) => history::run(&cli.socket, args),
         Command::Config(args) => config::run(args, &cli.config_sources()),
         Command::Lock(args) => lock::run(args, &cli.config_sources()),
     }
