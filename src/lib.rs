@@ -5,10 +5,13 @@
 //! See `docs/` for the formats and protocols.
 
 pub mod cli;
+pub mod config;
 pub mod fsutil;
 pub mod gpt;
 pub mod io;
 pub mod lock;
 pub mod payload;
+pub mod reboot;
 pub mod slot;
+pub mod testing;
 pub mod version;

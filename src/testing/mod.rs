@@ -1,0 +1,7 @@
+//! Test support shared by unit tests, integration tests and benchmarks:
+//! fault-injecting devices. Public (not `cfg(test)`) so `tests/` and other
+//! modules' tests can use it; nothing in the product depends on it.
+
+mod power_cut;
+
+pub use power_cut::{CutMode, PowerCut};
