@@ -5,7 +5,8 @@
 //! build times.
 //!
 //! `cargo bench --bench payload_apply` measures (env `BENCH_IMAGE_MIB`,
-//! default 1024, and `BENCH_DELTA_MIB`, default 256, size the images).
+//! default 1024, and `BENCH_DELTA_MIB`, default 256, size the images;
+//! `BENCH_SKIP_APPLY=1` runs only the delta part; `BENCH_DIR` holds the files).
 //! Without `--bench` (as under `cargo test --all-targets`) it does a tiny
 //! smoke run of the same code paths.
 
@@ -156,7 +157,7 @@ fn make_tree(dir: &Path, seed: u64, mib: u64) {
 }
 
 /// Change ~`percent`% of the files in place (and append to some).
-fn change_tree(dir: &Path, seed: u64, percent: u32) {
+fn change_tree(dir: &Path, seed: u64, percent: u32, rewrite: bool) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap()
@@ -169,6 +170,18 @@ fn change_tree(dir: &Path, seed: u64, percent: u32) {
             continue;
         }
         let mut data = fs::read(&f).unwrap();
+        if rewrite {
+            // A new build of the file: same kind of content, all bytes new.
+            for b in &mut data {
+                *b = if b.is_ascii() {
+                    rng.gen_range(b' '..=b'z')
+                } else {
+                    rng.gen()
+                };
+            }
+            fs::write(&f, data).unwrap();
+            continue;
+        }
         let at = rng.gen_range(0..data.len());
         let end = (at + rng.gen_range(100..8000)).min(data.len());
         for b in &mut data[at..end] {
@@ -202,12 +215,12 @@ fn mkfs(tree: &Path, img: &Path, mib: u64) {
 }
 
 /// Old and new image of `mib` MiB, files filling ~`fill`% of it.
-fn image_pair(dir: &Path, tag: &str, mib: u64, fill: u64) -> (PathBuf, PathBuf) {
+fn image_pair(dir: &Path, tag: &str, mib: u64, fill: u64, rewrite: bool) -> (PathBuf, PathBuf) {
     let tree = dir.join(format!("tree-{tag}"));
     make_tree(&tree, 1, mib * fill / 100);
     let old = dir.join(format!("{tag}-old.img"));
     mkfs(&tree, &old, mib);
-    change_tree(&tree, 2, 5);
+    change_tree(&tree, 2, 5, rewrite);
     let new = dir.join(format!("{tag}-new.img"));
     mkfs(&tree, &new, mib);
     fs::remove_dir_all(&tree).unwrap();
@@ -303,36 +316,36 @@ fn main() {
         smoke();
         return;
     }
-    let image_mib: u64 = if real {
-        std::env::var("BENCH_IMAGE_MIB")
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(1024)
-    } else {
-        16
+            .unwrap_or(default)
     };
-    let delta_mib: u64 = if real {
-        std::env::var("BENCH_DELTA_MIB")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(256)
-    } else {
-        16
-    };
-    let fill = if real { 80 } else { 40 };
+    let image_mib = env("BENCH_IMAGE_MIB", 1024);
+    let delta_mib = env("BENCH_DELTA_MIB", 256);
+    let fill = 80;
     let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or("/tmp".into())).unwrap();
     let d = dir.path();
     let key = load_signing_key(&repo("fixtures/keys/insecure-test.key")).unwrap();
 
     // --- apply throughput and RSS on the big image ---
-    let (_, new) = image_pair(d, "big", image_mib, fill);
+    if std::env::var_os("BENCH_SKIP_APPLY").is_none() {
+        apply_figures(d, &key, image_mib, fill);
+    }
+    delta_figures(d, &key, "edited", delta_mib, fill, false);
+    delta_figures(d, &key, "rewritten", delta_mib, fill, true);
+}
+
+fn apply_figures(d: &Path, key: &ed25519_dalek::SigningKey, image_mib: u64, fill: u64) {
+    let (_, new) = image_pair(d, "big", image_mib, fill, false);
     let size = fs::metadata(&new).unwrap().len();
     let payload = d.join("full.payload");
     let (summary, t_full) = timed(|| {
         build_payload(
             &new,
             None,
-            std::slice::from_ref(&key),
+            std::slice::from_ref(key),
             &opts("2.0.0"),
             &payload,
         )
@@ -388,32 +401,35 @@ fn main() {
     );
     fs::remove_file(&slot).unwrap();
     fs::remove_file(&zst).unwrap();
+}
 
-    // --- delta size and build time on a ~5% change ---
-    let (old, new) = image_pair(d, "delta", delta_mib, fill);
-    let full = d.join("dfull.payload");
-    let delta = d.join("delta.payload");
+/// Delta size and build time for ~5% of the files changed: `rewrite` replaces
+/// those files entirely, otherwise a 0.1-8 KB region of each is edited.
+fn delta_figures(
+    d: &Path,
+    key: &ed25519_dalek::SigningKey,
+    tag: &str,
+    delta_mib: u64,
+    fill: u64,
+    rewrite: bool,
+) {
+    let (old, new) = image_pair(d, tag, delta_mib, fill, rewrite);
+    let full = d.join(format!("{tag}-full.payload"));
+    let delta = d.join(format!("{tag}-delta.payload"));
     let (fs_, t_f) = timed(|| {
-        build_payload(
-            &new,
-            None,
-            std::slice::from_ref(&key),
-            &opts("2.0.0"),
-            &full,
-        )
-        .unwrap()
+        build_payload(&new, None, std::slice::from_ref(key), &opts("2.0.0"), &full).unwrap()
     });
     let (ds, t_d) = timed(|| {
         build_payload(
             &new,
             Some(&old),
-            std::slice::from_ref(&key),
+            std::slice::from_ref(key),
             &opts("2.0.0"),
             &delta,
         )
         .unwrap()
     });
-    let zpatch = d.join("patch.zst");
+    let zpatch = d.join(format!("{tag}-patch.zst"));
     let t_z = shell(&format!(
         "zstd -q -19 --patch-from={} {} -o {} 2>/dev/null",
         old.display(),
@@ -422,7 +438,7 @@ fn main() {
     ));
     let zlen = fs::metadata(&zpatch).unwrap().len();
     println!(
-        "delta pair {delta_mib} MiB (~5% of files changed): full {:.2} MiB in {:.2}s, delta {:.3} MiB in {:.2}s, zstd --patch-from -19 {:.3} MiB in {:.2}s",
+        "delta pair {delta_mib} MiB (~5% of files {tag}): full {:.2} MiB in {:.2}s, delta {:.3} MiB in {:.2}s, zstd --patch-from -19 {:.3} MiB in {:.2}s",
         mib(fs_.payload_len),
         t_f.as_secs_f64(),
         mib(ds.payload_len),
