@@ -6,12 +6,15 @@
 
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod fsutil;
 pub mod gpt;
 pub mod io;
 pub mod lock;
+pub mod omaha;
 pub mod payload;
 pub mod reboot;
+pub mod server;
 pub mod slot;
 pub mod testing;
 pub mod version;
