@@ -47,10 +47,14 @@ mkusr() {
 mkdisk() {
     local out=$1; shift
     "$BIN/update-server" make-disk --out "$out" --slot-size "$SLOT_SIZE" --usr-a "$WORK/usr-v1.ext4" \
-        --root-size 24M "$@" >/dev/null || return 1
-    local json b_end
-    json=$("$BIN/updatectl" slots --disk "$out" --json) || return 1
-    b_end=$(echo "$json" | jq '.slots[] | select(.slot == "B") | .offset_bytes + .size_bytes')
+        --root-size 24M "$@" >/dev/null && add_root "$out"
+}
+
+# add_root IMG: an empty ext4 in ROOT.
+add_root() {
+    local out=$1 b_end
+    b_end=$(slots "$out" | jq '.slots[] | select(.slot == "B") | .offset_bytes + .size_bytes')
+    [ -n "$b_end" ] || return 1
     # mke2fs straight into the image would wipe the GPT as a "foreign
     # signature"; make the file system apart and copy it in place.
     mke2fs -q -F -t ext4 -b 4096 -L ROOT "$WORK/root.ext4" 24M >/dev/null &&

@@ -18,14 +18,15 @@ S
     check "GPT valid after the boot" gpt_valid "$img"
 }
 
-# install_ready IMG SLOT: what an installer does: write the v2 OS into the
+# install_ready IMG SLOT: what an installer does: write the v2 OS ($USR_IMAGE,
+# default usr-v2.ext4) into the
 # slot, then mark it install-ready (successful=0, tries=1, priority above the
 # other) with cgpt, an independent implementation of the same attribute bits.
 install_ready() {
     local part off
     part=$(slots "$1" | jq ".slots[] | select(.slot == \"$2\") | .partition")
     off=$(field "$1" "$2" offset_bytes)
-    dd if="$WORK/usr-v2.ext4" of="$1" bs=1M seek=$((off >> 20)) conv=notrunc,sparse status=none &&
+    dd if="${USR_IMAGE:-$WORK/usr-v2.ext4}" of="$1" bs=1M seek=$((off >> 20)) conv=notrunc,sparse status=none &&
         cgpt add -i "$part" -S 0 -T 1 -P 2 "$1" && cgpt add -i "$(other_part "$1" "$2")" -P 1 "$1"
 }
 other_part() {
@@ -152,4 +153,27 @@ S
     vm_cycle cut-final "$img" "$WORK/cut-final.step"
     check "boot after the last cut came up on A or B" test "$BOOT_SLOT" != none
     check "GPT valid after the guest's repair" gpt_valid "$img"
+}
+
+# A squashfs USR (as Flatcar ships it): v1 in A, v2 installed into B; the
+# bootloader picks B, the kernel mounts the squashfs slot, the guest marks it good.
+scenario_squashfs() {
+    local img=$WORK/squash.img
+    mkusr 1.0.0 "$WORK/usr-v1.squashfs" squashfs && mkusr 2.0.0 "$WORK/usr-v2.squashfs" squashfs || return
+    "$BIN/update-server" make-disk --out "$img" --slot-size "$SLOT_SIZE" --usr-a "$WORK/usr-v1.squashfs" \
+        --root-size 24M >/dev/null && add_root "$img" || return
+    USR_IMAGE=$WORK/usr-v2.squashfs install_ready "$img" B
+    step "$WORK/squash.step" <<'S'
+say fs=$(sed -n 's/^[^ ]* \/usr \([a-z0-9]*\) .*/\1/p' /proc/mounts)
+say booted=$(booted)
+updatectl slots mark-good "$(booted)" && say marked=yes
+vm_exit 16
+S
+    vm_cycle squash "$img" "$WORK/squash.step"
+    check "bootloader picked B" eq "$BOOT_SLOT" B
+    check "B runs version 2.0.0" eq "$BOOT_VERSION" 2.0.0
+    check "/usr is squashfs" eq "$(say_value "$LAST_LOG" fs)" squashfs
+    check "guest marked B good" eq "$(say_value "$LAST_LOG" marked)" yes
+    check "B successful" eq "$(field "$img" B successful)" true
+    check "GPT valid" gpt_valid "$img"
 }
