@@ -517,3 +517,55 @@ fn machine_id_and_version_from_system_files() {
         "{err}"
     );
 }
+
+#[test]
+fn other_value_checks() {
+    assert_eq!(
+        problems(
+            "[payload]\nmin_signatures = 0\nrevoked_key_ids = [\"\"]\n[health]\nrequired_units = [\"a b\"]\ncommand_timeout_seconds = 0\ncommands = [[]]\n[reboot]\nhook_timeout_seconds = 0\n[lock.etcd]\nkey_file = \"/k.pem\"\nusername = \"u\"\n[lock.fleet_lock]\nbase_url = \"fleetlock\"\ngroup = \"a/b\"\n[control]\nsocket = \"\"\nwrite_group = \"\"\n[state]\ndir = \"\"\n"
+        ),
+        [
+            "F: payload.revoked_key_ids: empty: give a value or remove the key to use the default",
+            "F: payload.min_signatures: must be at least 1",
+            "F: health.required_units: \"a b\" is not a valid name: use at most 128 characters without spaces",
+            "F: health.commands: entry 0: empty command: write a list with the program first, e.g. [\"/usr/bin/true\"]",
+            "F: health.command_timeout_seconds: must be at least 1 second",
+            "F: reboot.hook_timeout_seconds: must be at least 1 second",
+            "F: lock.etcd.key_file: set without cert_file: give both or neither",
+            "F: lock.etcd.username: set without password: give both or neither",
+            "F: lock.fleet_lock.base_url: \"fleetlock\" is not a URL (relative URL without a base): write e.g. \"https://host/path\"",
+            "F: lock.fleet_lock.group: \"a/b\" contains '/': lock group names are one etcd key segment",
+            "F: control.socket: empty path: give a path or remove the key to use the default",
+            "F: control.write_group: empty: give a value or remove the key to use the default",
+            "F: state.dir: empty path: give a path or remove the key to use the default",
+        ]
+    );
+}
+
+#[test]
+fn unreadable_files_are_reported() {
+    let dirs = Dirs::new();
+    write(&dirs.vendor, "10.toml", URL);
+    // A directory where a drop-in or the legacy file should be.
+    std::fs::create_dir(dirs.etc.join("20-dir.toml")).unwrap();
+    let mut sources = dirs.sources();
+    sources.legacy_file = Some(dirs.run.clone());
+    let lines: Vec<String> = load(&sources)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!("{}: cannot read: ", dirs.run.display())),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "{}: cannot read: ",
+            dirs.etc.join("20-dir.toml").display()
+        )),
+        "{lines:?}"
+    );
+}

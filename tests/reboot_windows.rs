@@ -2,7 +2,9 @@
 //! America/New_York (both transitions, a start in the skipped hour, a window
 //! spanning the repeated hour), the week wrap, and properties.
 
-use ab_updater::reboot::{Window, Windows};
+use ab_updater::reboot::{
+    decide, Decision, LockState, RebootPolicy, Strategy as RebootStrategy, Window, Windows,
+};
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
 use proptest::prelude::*;
@@ -280,6 +282,48 @@ proptest! {
                 }
             }
             None => {}
+        }
+    }
+}
+
+fn arb_lock() -> impl Strategy<Value = LockState> {
+    prop_oneof![
+        Just(LockState::NotNeeded),
+        Just(LockState::Held),
+        Just(LockState::NotHeld),
+        Just(LockState::Error("unreachable".into())),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// The policy's safety rules hold for any schedule, time and lock state:
+    /// never reboot outside a window, never without the lock under a lock
+    /// strategy, never at all with `off`; a wait ends at the next opening.
+    #[test]
+    fn policy_never_reboots_outside_window_or_without_lock(
+        w in arb_windows(),
+        t in arb_time(),
+        strategy in prop::sample::select(RebootStrategy::ALL.to_vec()),
+        lock in arb_lock(),
+    ) {
+        let policy = RebootPolicy { strategy, windows: w.clone() };
+        match decide(t, &policy, &lock) {
+            Decision::RebootNow { .. } => {
+                prop_assert!(strategy != RebootStrategy::Off);
+                prop_assert!(w.contains(t));
+                prop_assert!(!strategy.needs_lock() || lock == LockState::Held);
+            }
+            Decision::WaitUntil { at, .. } => {
+                prop_assert!(!w.contains(t));
+                prop_assert_eq!(Some(at), w.next_opening(t));
+            }
+            Decision::WaitForLock { .. } => {
+                prop_assert!(strategy.needs_lock() && w.contains(t));
+                prop_assert!(lock != LockState::Held);
+            }
+            Decision::Never { .. } => prop_assert_eq!(strategy, RebootStrategy::Off),
         }
     }
 }

@@ -26,5 +26,6 @@ pub fn finish(program: &str, result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
+pub mod update_payload;
 pub mod update_server;
 pub mod updatectl;

@@ -150,7 +150,7 @@ pub fn load(sources: &ConfigSources) -> Result<Loaded, ConfigErrors> {
         }
     }
 
-    let facts = system_facts(sources);
+    let facts = system_facts(sources, &mut warnings);
     match validate::validate(&merged, &facts) {
         Ok((settings, provenance)) if problems.is_empty() => Ok(Loaded {
             settings,
@@ -192,25 +192,38 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, ConfigError> {
     }
 }
 
-/// Read the system defaults; unreadable files simply give no default.
-fn system_facts(sources: &ConfigSources) -> SystemFacts {
+/// Read the system defaults. Missing or unusable files give no default
+/// (with a warning when unusable): they describe the host, not the
+/// configuration, so they never fail the load.
+fn system_facts(sources: &ConfigSources, warnings: &mut Vec<String>) -> SystemFacts {
     let read = |path: &Option<PathBuf>| {
         let path = path.as_ref()?;
         let text = std::fs::read_to_string(path).ok()?;
         Some((path.clone(), text))
     };
+    let mut usable = |path: PathBuf, what: &str, value: String, ok: bool| {
+        if ok {
+            Some(source::Sourced {
+                value,
+                source: Source::System(path),
+            })
+        } else {
+            warnings.push(format!(
+                "{}: {value:?} is not a usable {what}; set it in [identity]",
+                path.display()
+            ));
+            None
+        }
+    };
     let machine_id = read(&sources.machine_id_file).and_then(|(path, text)| {
-        let id = text.trim();
-        (!id.is_empty()).then(|| source::Sourced {
-            value: id.to_string(),
-            source: Source::System(path),
-        })
+        let id = text.trim().to_string();
+        let ok = !id.is_empty() && !id.chars().any(|c| c.is_whitespace() || c.is_control());
+        usable(path, "machine id", id, ok)
     });
     let version = read(&sources.os_release_file).and_then(|(path, text)| {
-        os_release_value(&text, "VERSION_ID").map(|value| source::Sourced {
-            value,
-            source: Source::System(path),
-        })
+        let value = os_release_value(&text, "VERSION_ID")?;
+        let ok = value.parse::<crate::version::OsVersion>().is_ok();
+        usable(path, "version", value, ok)
     });
     SystemFacts {
         machine_id,

@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use toml::{Table, Value};
 
 use super::source::{ConfigError, Field, Source, Sourced};
@@ -36,48 +35,71 @@ pub struct RawConfig {
 /// `[identity]` as written.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawIdentity {
+    /// `group` as written.
     pub group: Field<String>,
+    /// `app_id` as written.
     pub app_id: Field<String>,
+    /// `board` as written.
     pub board: Field<String>,
+    /// `machine_id` as written.
     pub machine_id: Field<String>,
+    /// `version` as written.
     pub version: Field<String>,
 }
 
 /// `[server]` as written.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawServer {
+    /// `url` as written.
     pub url: Field<String>,
+    /// `first_check_delay_seconds` as written.
     pub first_check_delay_seconds: Field<u64>,
+    /// `check_interval_seconds` as written.
     pub check_interval_seconds: Field<u64>,
 }
 
 /// `[payload]` as written.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawPayload {
+    /// `trusted_key_dirs` as written.
     pub trusted_key_dirs: Field<Vec<PathBuf>>,
+    /// `revoked_key_ids` as written.
     pub revoked_key_ids: Field<Vec<String>>,
+    /// `allow_downgrade` as written.
     pub allow_downgrade: Field<bool>,
+    /// `min_signatures` as written.
     pub min_signatures: Field<u64>,
 }
 
 /// `[health]` as written.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawHealth {
+    /// `grace_seconds` as written.
     pub grace_seconds: Field<u64>,
+    /// `required_units` as written.
     pub required_units: Field<Vec<String>>,
+    /// `commands` as written.
     pub commands: Field<Vec<Vec<String>>>,
+    /// `command_timeout_seconds` as written.
     pub command_timeout_seconds: Field<u64>,
 }
 
 /// `[reboot]` as written.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawReboot {
+    /// `strategy` as written.
     pub strategy: Field<String>,
+    /// `time_zone` as written.
     pub time_zone: Field<String>,
+    /// `command` as written.
     pub command: Field<Vec<String>>,
+    /// `pre_reboot_hooks` as written.
     pub pre_reboot_hooks: Field<Vec<Vec<String>>>,
+    /// `hook_timeout_seconds` as written.
     pub hook_timeout_seconds: Field<u64>,
+    /// `grace_seconds` as written.
     pub grace_seconds: Field<u64>,
+    /// `wall` as written.
     pub wall: Field<bool>,
     /// `[[reboot.window]]`: the list is replaced as a whole by a later file.
     pub window: Field<Vec<RawWindow>>,
@@ -85,46 +107,63 @@ pub struct RawReboot {
 
 /// One `[[reboot.window]]` table: either `days` + `start_time` +
 /// `length_minutes`, or the locksmith form `start` + `length`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawWindow {
+    /// `days` as written.
     pub days: Option<Vec<String>>,
+    /// `start_time` as written.
     pub start_time: Option<String>,
+    /// `length_minutes` as written.
     pub length_minutes: Option<u64>,
+    /// `start` as written.
     pub start: Option<String>,
+    /// `length` as written.
     pub length: Option<String>,
 }
 
 /// `[lock.etcd]` as written.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawEtcd {
+    /// `endpoints` as written.
     pub endpoints: Field<Vec<String>>,
+    /// `group` as written.
     pub group: Field<String>,
+    /// `ca_file` as written.
     pub ca_file: Field<PathBuf>,
+    /// `cert_file` as written.
     pub cert_file: Field<PathBuf>,
+    /// `key_file` as written.
     pub key_file: Field<PathBuf>,
+    /// `username` as written.
     pub username: Field<String>,
+    /// `password` as written.
     pub password: Field<String>,
 }
 
 /// `[lock.fleet_lock]` as written.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawFleetLock {
+    /// `base_url` as written.
     pub base_url: Field<String>,
+    /// `group` as written.
     pub group: Field<String>,
 }
 
 /// `[control]` as written.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawControl {
+    /// `socket` as written.
     pub socket: Field<PathBuf>,
+    /// `write_group` as written.
     pub write_group: Field<String>,
 }
 
 /// `[state]` as written.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawState {
+    /// `dir` as written.
     pub dir: Field<PathBuf>,
+    /// `runtime_dir` as written.
     pub runtime_dir: Field<PathBuf>,
 }
 
@@ -169,7 +208,11 @@ fn toml_problem(text: &str, error: &toml::de::Error) -> String {
     let message = error.message().trim().replace('\n', " ");
     match error.span() {
         Some(span) => {
-            let before = &text[..span.start.min(text.len())];
+            let mut end = span.start.min(text.len());
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            let before = &text[..end];
             let line = before.matches('\n').count() + 1;
             let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
             format!("not valid TOML at line {line} column {column}: {message}")

@@ -15,6 +15,7 @@ use super::source::{ConfigError, Field, Provenance, Source, NO_FILE};
 use crate::lock::config::{EtcdConfig, FleetLockConfig};
 use crate::reboot::parse::{
     parse_day, parse_locksmith_length, parse_locksmith_start, parse_time_of_day, parse_time_zone,
+    MAX_LENGTH_MINUTES,
 };
 use crate::reboot::{Strategy, Window, Windows};
 
@@ -497,11 +498,11 @@ fn window(raw: &RawWindow, report: &mut impl FnMut(&str, String)) -> Option<Wind
     let length = need(raw.length_minutes.as_ref(), "length_minutes", "120", report).and_then(|n| {
         u32::try_from(*n)
             .ok()
-            .filter(|n| (1..=crate::reboot::windows::MAX_LENGTH_MINUTES).contains(n))
+            .filter(|n| (1..=MAX_LENGTH_MINUTES).contains(n))
             .or_else(|| {
                 report(
                     "length_minutes",
-                    format!("{n} is out of range: use 1 to 10080 (one week)"),
+                    format!("{n} is out of range: use 1 to {MAX_LENGTH_MINUTES} (one week)"),
                 );
                 None
             })

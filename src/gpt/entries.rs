@@ -17,7 +17,7 @@ pub const NAME_UNITS: usize = 36;
 
 /// Read-only view of one partition entry (at least 128 bytes).
 #[derive(Debug, Clone, Copy)]
-pub struct Entry<'a>(pub &'a [u8]);
+pub struct Entry<'a>(pub(crate) &'a [u8]);
 
 impl Entry<'_> {
     /// Partition type GUID (nil = unused entry).
@@ -159,4 +159,44 @@ pub fn find_slots(array: &[u8], entry_size: usize) -> Result<[usize; 2]> {
         );
     };
     Ok([a, b])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry_named(name: &[u8; 2 * NAME_UNITS]) -> Vec<u8> {
+        let mut e = vec![0u8; 128];
+        e[56..128].copy_from_slice(name);
+        e
+    }
+
+    #[test]
+    fn names_round_trip_through_utf16le() {
+        for name in ["USR-A", "EFI-SYSTEM", "ü-ROOT", ""] {
+            assert_eq!(Entry(&entry_named(&encode_name(name))).name(), name);
+        }
+        let long = "x".repeat(40);
+        assert_eq!(
+            Entry(&entry_named(&encode_name(&long))).name(),
+            "x".repeat(36)
+        );
+        let mut broken = encode_name("AB");
+        broken[2..4].copy_from_slice(&0xD800u16.to_le_bytes()); // unpaired surrogate
+        assert_eq!(Entry(&entry_named(&broken)).name(), "A\u{fffd}");
+    }
+
+    #[test]
+    fn set_attributes_touches_only_the_attribute_word() {
+        let mut array = vec![0xABu8; 3 * 256];
+        set_attributes(&mut array, 256, 1, 0x0102_0304_0506_0708);
+        for (i, b) in array.iter().enumerate() {
+            if (256 + 48..256 + 56).contains(&i) {
+                continue;
+            }
+            assert_eq!(*b, 0xAB, "byte {i}");
+        }
+        assert_eq!(Entry(&array[256..512]).attributes(), 0x0102_0304_0506_0708);
+        assert_eq!(iter(&array, 256).count(), 3);
+    }
 }

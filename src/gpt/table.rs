@@ -124,6 +124,18 @@ impl Gpt {
             .as_ref()
             .map(|h| read_entries(&mut dev, h))
             .transpose()?;
+        for (h, e, which) in [
+            (&primary, &primary_array, "primary"),
+            (&backup, &backup_array, "backup"),
+        ] {
+            if let (Some(h), Some(e)) = (h, e) {
+                if crc32fast::hash(e) != h.entries_crc32 {
+                    problems.push(format!(
+                        "{which} GPT partition entry array is damaged (CRC32 mismatch)"
+                    ));
+                }
+            }
+        }
 
         // The first (header, entries) pair whose CRC matches, in cgpt's order.
         let pairs = [

@@ -19,7 +19,7 @@ pub fn image(sector_size: u64) -> Vec<u8> {
     dev.into_inner()
 }
 
-/// Sector size of a valid image (for tests that then damage it).
+/// The parsed table of a valid image (offsets for tests that then damage it).
 pub fn layout(img: &[u8]) -> Gpt {
     Gpt::parse(img).unwrap()
 }

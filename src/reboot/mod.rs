@@ -2,6 +2,7 @@
 //! whether to reboot now, and the steps just before rebooting (pre-reboot
 //! hooks, warning logged-in users, grace delay).
 
+pub mod hooks;
 pub mod parse;
 pub mod policy;
 pub mod windows;

@@ -25,10 +25,7 @@ use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDateTime, NaiveTime
 use chrono::{Days, Weekday};
 use chrono_tz::Tz;
 
-pub use super::parse::{
-    parse_day, parse_locksmith_length, parse_locksmith_start, parse_time_of_day, resolve_localtime,
-    MAX_LENGTH_MINUTES,
-};
+use super::parse::MAX_LENGTH_MINUTES;
 
 /// One weekly window: opens on each of `days` at `start` (local time) for
 /// `length_minutes` real minutes.

@@ -1,8 +1,10 @@
-//! `update-server`: test and demo tooling (this part: test disks and the
-//! bootloader emulation; `serve` and `demo` come with their issues).
+//! `update-server`: test and demo tooling: test disks, the bootloader
+//! emulation and the Omaha update server (`demo` comes with its issue).
+//! Each subcommand's arguments and `run` live in their own file.
 
 pub mod boot;
 pub mod make_disk;
+pub mod serve;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -12,7 +14,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "update-server",
     version,
-    about = "A/B update test tooling: test disks, bootloader emulation"
+    about = "A/B update test tooling: Omaha update server with fault injection, test disks, bootloader emulation"
 )]
 pub struct Cli {
     /// What to do.
@@ -23,6 +25,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve Omaha update checks and payload files, with optional faults.
+    Serve(serve::ServeArgs),
     /// Create a sparse GPT test disk laid out like a fresh Flatcar install.
     MakeDisk(make_disk::Args),
     /// Emulate the bootloader (GRUB gptprio.next): pick a slot, use a try.
@@ -32,6 +36,7 @@ pub enum Command {
 /// Run one `update-server` command.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::MakeDisk(args) => make_disk::run(&args),
         Command::Boot(args) => boot::run(&args),
     }

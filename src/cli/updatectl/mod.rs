@@ -1,12 +1,16 @@
 //! `updatectl`: the operator's tool (this part: inspecting and changing A/B
-//! slots; the daemon, lock and config subcommands come with their issues).
+//! slots, showing and checking the configuration; the daemon and lock
+//! subcommands come with their issues).
 
+pub mod config;
 pub mod slots;
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+
+use crate::config::ConfigSources;
 
 /// Default control socket of the daemon.
 pub const DEFAULT_SOCKET: &str = "/run/update-engine/control.sock";
@@ -25,6 +29,9 @@ pub struct Cli {
     /// Configuration directory (repeatable; later wins). Default: the standard three.
     #[arg(long = "config-dir", global = true)]
     pub config_dir: Vec<PathBuf>,
+    /// Legacy Flatcar config read as a fallback (a missing file is skipped).
+    #[arg(long = "legacy-config", global = true, value_name = "FILE", default_value = crate::config::DEFAULT_LEGACY_FILE)]
+    pub legacy_config: PathBuf,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -35,11 +42,27 @@ pub struct Cli {
 pub enum Command {
     /// Show the A/B slots and which one boots next, or change them.
     Slots(slots::Args),
+    /// Show the merged configuration or check it for problems.
+    Config(config::Args),
+}
+
+impl Cli {
+    /// What the config loader reads: `--config-dir` replaces the standard
+    /// directories when given; `--legacy-config` names the legacy file.
+    pub fn config_sources(&self) -> ConfigSources {
+        let mut sources = ConfigSources::system();
+        if !self.config_dir.is_empty() {
+            sources.dirs = self.config_dir.clone();
+        }
+        sources.legacy_file = Some(self.legacy_config.clone());
+        sources
+    }
 }
 
 /// Run one `updatectl` command.
 pub fn run(cli: Cli) -> Result<()> {
-    match cli.command {
-        Command::Slots(args) => slots::run(&args),
+    match &cli.command {
+        Command::Slots(args) => slots::run(args),
+        Command::Config(args) => config::run(args, &cli.config_sources()),
     }
 }

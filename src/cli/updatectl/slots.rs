@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use serde::Serialize;
 
+use crate::gpt::emulated::{self, LastBoot};
 use crate::gpt::{find_host_disk, open_disk, AbDisk, SlotInfo};
 use crate::slot::SlotId;
 
@@ -74,10 +75,18 @@ struct Report {
 /// Run `slots`.
 pub fn run(args: &Args) -> Result<()> {
     let (path, booted) = match &args.disk {
-        Some(path) => (path.clone(), None),
+        // Sandbox mode: the booted slot is the last emulated boot, if the
+        // record still matches this image (it is not, after make-disk).
+        Some(path) => (path.clone(), emulated::last(path).ok().flatten()),
         None => {
-            let (path, booted) = find_host_disk()?;
-            (path, Some(booted))
+            let (path, slot) = find_host_disk()?;
+            (
+                path,
+                Some(LastBoot {
+                    slot,
+                    partuuid: uuid::Uuid::nil(),
+                }),
+            )
         }
     };
     let mut disk = open_disk(&path, args.action.is_some())?;
@@ -94,6 +103,9 @@ pub fn run(args: &Args) -> Result<()> {
         );
         return Ok(());
     }
+    let booted = booted
+        .filter(|b| b.partuuid.is_nil() || disk.slot_by_partuuid(b.partuuid) == Some(b.slot))
+        .map(|b| b.slot);
     let report = report(&disk, path.display().to_string(), booted);
     if args.json {
         println!(
@@ -164,7 +176,7 @@ fn text(r: &Report) -> String {
     }
     for p in &r.problems {
         out.push_str(&format!(
-            "warning: {p}; run a change (e.g. prioritize) to repair it\n"
+            "warning: {p}; the next change (mark-good, prioritize, ...) repairs it\n"
         ));
     }
     out
