@@ -154,3 +154,28 @@ vm_cycle() {
 
 # say_value LOG KEY: the value of the guest's `say KEY=VALUE` line.
 say_value() { sed -n "s/.*VMTEST-SAY $2=\([^ ]*\).*/\1/p" "$1" | tail -n1 | tr -d '\r'; }
+
+# mkpayloads: signed v2 payloads (full, and delta from v1) built with our
+# update-payload and the insecure test key, plus a releases file for
+# `update-server serve`, as a squashfs image: the guest mounts it read-only from
+# the third drive and serves it on its own 127.0.0.1 (no guest network).
+mkpayloads() {
+    local srv=$WORK/srv key=$REPO/fixtures/keys/insecure-test.key
+    rm -rf "$srv" && mkdir -p "$srv"
+    "$BIN/update-payload" build --target "$WORK/usr-v2.ext4" --version 2.0.0 --key "$key" \
+        --out "$srv/v2.payload" >/dev/null &&
+    "$BIN/update-payload" build --target "$WORK/usr-v2.ext4" --version 2.0.0 --key "$key" \
+        --source "$WORK/usr-v1.ext4" --source-version 1.0.0 --out "$srv/v1-to-v2.payload" >/dev/null ||
+        return 1
+    cat >"$srv/releases.toml" <<TOML
+[[release]]
+app_id = "{e96281a6-d1af-4bde-9a0a-97b76e56dc57}"
+track = "stable"
+version = "2.0.0"
+payload = "v2.payload"
+[[release.delta]]
+from = "1.0.0"
+payload = "v1-to-v2.payload"
+TOML
+    mksquashfs "$srv" "$WORK/srv.squashfs" -quiet -noappend >/dev/null
+}
