@@ -177,3 +177,32 @@ S
     check "B successful" eq "$(field "$img" B successful)" true
     check "GPT valid" gpt_valid "$img"
 }
+
+# update-server serve inside the guest: payloads from the read-only third
+# drive, on the guest's own 127.0.0.1. An Omaha check as update_engine sends it
+# (busybox wget) gets the offer; the full payload downloads with the offered
+# sha256; the delta is offered to a delta_okay client.
+scenario_serve() {
+    local img=$WORK/serve.img
+    mkpayloads && mkdisk "$img" || { check "payloads and disk built" false; return; }
+    step "$WORK/serve.step" <<'S'
+serve_payloads
+req() {
+    echo "<?xml version=\"1.0\" encoding=\"UTF-8\"?><request protocol=\"3.0\" version=\"vmtest\" updaterversion=\"vmtest\" installsource=\"ondemandupdate\" ismachine=\"1\"><os version=\"vmtest\" platform=\"vmtest\" sp=\"1.0.0_x86_64\"></os><app appid=\"{e96281a6-d1af-4bde-9a0a-97b76e56dc57}\" version=\"1.0.0\" track=\"stable\" machineid=\"0123456789abcdef0123456789abcdef\" board=\"amd64-usr\" delta_okay=\"$1\"><updatecheck></updatecheck></app></request>" >/tmp/req.xml
+    wget -q -O - --post-file /tmp/req.xml http://127.0.0.1:8080/v1/update/
+}
+full=$(req false)
+name=$(echo "$full" | sed -n 's/.*<package name="\([^"]*\)".*/\1/p')
+hash=$(echo "$full" | sed -n 's/.*hash_sha256="\([0-9a-f]*\)".*/\1/p')
+say name=$name
+wget -q -O /tmp/p "http://127.0.0.1:8080/payloads/$name"
+say hash_ok=$([ -n "$hash" ] && [ "$(sha256sum /tmp/p | cut -d" " -f1)" = "$hash" ] && echo yes || echo no)
+say delta=$(req true | sed -n 's/.*<package name="\([^"]*\)".*/\1/p')
+vm_exit 16
+S
+    vm_cycle serve "$img" "$WORK/serve.step" 512 "$WORK/srv.squashfs"
+    check "guest ended with its exit code" eq "$BOOT_END" exit:16
+    check "Omaha offer names the full payload" eq "$(say_value "$LAST_LOG" name)" v2.payload
+    check "downloaded payload has the offered sha256" eq "$(say_value "$LAST_LOG" hash_ok)" yes
+    check "delta offered to a delta_okay client" eq "$(say_value "$LAST_LOG" delta)" v1-to-v2.payload
+}
