@@ -140,12 +140,19 @@ usr_tree() {
     for a in $(busybox --list); do
         [ "$a" = busybox ] || ln -sf busybox "$usr/bin/$a"
     done
-    cp "$BUILD"/bin/update* "$usr/bin/"
+    # update-payload is a build-host tool; the OS does not need it.
+    cp "$BUILD"/bin/update-server "$BUILD"/bin/updatectl "$usr/bin/"
+    [ ! -x "$BUILD/bin/update-engine" ] || cp "$BUILD/bin/update-engine" "$usr/bin/"
     # The OS's /usr is the slot: /lib* of a dynamic binary resolve through
     # symlinks on ROOT made by stage 0 (lib -> usr/lib, lib64 -> usr/lib64).
     copy_libs "$usr"
     cp "$VMTEST_DIR/guest/os-init" "$usr/lib/vmtest/os-init"
     chmod 755 "$usr/lib/vmtest/os-init"
+    # The engine's vendor configuration and trusted key live on the slot, as on
+    # a real OS image (the payloads are signed with the insecure test key).
+    mkdir -p "$usr/lib/update-engine/config.d"
+    cp "$VMTEST_DIR/guest/10-vmtest.toml" "$usr/lib/update-engine/config.d/"
+    cp "$REPO/fixtures/keys/insecure-test.pub" "$usr/share/update-engine/keys/"
 }
 
 main() {

@@ -33,11 +33,14 @@ mkusr() {
     cp -a "$BUILD/usr/." "$tree/"
     printf 'ID=vmtest\nNAME="A/B VM test OS"\nVERSION_ID=%s\n' "$version" >"$tree/lib/os-release"
     rm -f "$out"
+    local rc=0
     case $fs in
-        ext4) mke2fs -q -F -t ext4 -b 4096 -L USR -d "$tree" "$out" "$USR_FS_SIZE" >/dev/null ;;
-        squashfs) mksquashfs "$tree" "$out" -quiet -noappend -comp zstd -b 131072 >/dev/null ;;
+        ext4) mke2fs -q -F -t ext4 -b 4096 -L USR -d "$tree" "$out" "$USR_FS_SIZE" >/dev/null || rc=$? ;;
+        squashfs) mksquashfs "$tree" "$out" -quiet -noappend -comp zstd -b 131072 >/dev/null || rc=$? ;;
     esac
     rm -rf "$tree"
+    [ $rc -eq 0 ] || echo "vmtest: making the $fs USR image $out failed (does the OS fit in $USR_FS_SIZE?)" >&2
+    return $rc
 }
 
 # mkdisk OUT [make-disk flags...]: a fresh A/B disk with the v1 OS in USR-A and
@@ -177,5 +180,6 @@ payload = "v2.payload"
 from = "1.0.0"
 payload = "v1-to-v2.payload"
 TOML
+    sed '/release.delta/,$d' "$srv/releases.toml" >"$srv/releases-full.toml"
     mksquashfs "$srv" "$WORK/srv.squashfs" -quiet -noappend >/dev/null
 }

@@ -119,14 +119,14 @@ while :; do
 done
 S
     # Cut instants spread over a few flip periods (a flip takes ~0.1-0.3 s under TCG).
-    local delays=(${VMTEST_CUT_DELAYS:-0.2 0.45 0.7 0.95 1.2 1.45})
+    local delays=(${VMTEST_CUT_DELAYS:-0.2 0.5 0.8 1.1 1.4})
     local k d log ok torn=0
     CUT_TRIED=0 CUT_VALID=0
     for k in "${!delays[@]}"; do
         d=${delays[$k]}
         log=$WORK/cut.boot$k.log
         vm_start "$img" "$WORK/cut.step" "$log"
-        while ! grep -q VMTEST-FLIP-START "$log" && kill -0 "$QEMU_PID" 2>/dev/null; do
+        while ! grep -q VMTEST-FLIP-START "$log" 2>/dev/null && kill -0 "$QEMU_PID" 2>/dev/null; do
             sleep 0.05
         done
         sleep "$d"
@@ -184,7 +184,7 @@ S
 # sha256; the delta is offered to a delta_okay client.
 scenario_serve() {
     local img=$WORK/serve.img
-    mkpayloads && mkdisk "$img" || { check "payloads and disk built" false; return; }
+    payloads && mkdisk "$img" || { check "payloads and disk built" false; return; }
     step "$WORK/serve.step" <<'S'
 serve_payloads
 req() {
@@ -205,4 +205,166 @@ S
     check "Omaha offer names the full payload" eq "$(say_value "$LAST_LOG" name)" v2.payload
     check "downloaded payload has the offered sha256" eq "$(say_value "$LAST_LOG" hash_ok)" yes
     check "delta offered to a delta_okay client" eq "$(say_value "$LAST_LOG" delta)" v1-to-v2.payload
+}
+
+# --- The engine scenarios: update-engine in host mode inside the guest talks
+# Omaha to update-server serve on the guest's 127.0.0.1; payloads come from
+# the read-only third drive (mkpayloads). Each boot's console carries the
+# engine's phase changes (VMTEST-PHASE) and, at the end, the server's events.
+
+# events LOG: the server's events as TYPE/RESULT[/errorcode] lines, in order.
+events() {
+    sed -n 's/^VMTEST-EVENT //p' "$1" | tr -d '\r' |
+        jq -r 'select(.kind == "event") | "\(.event_type)/\(.event_result)" + (if .error_code then "/\(.error_code)" else "" end)'
+}
+# checked_after_rollback LOG: true if an update check was recorded at or
+# after the time of the first 3/0 event.
+checked_after_rollback() {
+    sed -n 's/^VMTEST-EVENT //p' "$1" | tr -d '\r' | jq -s '
+        (map(select(.event_type == 3 and .event_result == 0)) | first | .time) as $t
+        | $t != null and (map(select(.kind == "updatecheck" and .time >= $t)) | length > 0)'
+}
+has_engine() { [ -x "$BIN/update-engine" ]; }
+need_engine() {
+    has_engine && return 0
+    check "update-engine is built (not on this branch yet)" false
+    return 1
+}
+payloads() { [ -s "$WORK/srv.squashfs" ] || mkpayloads; }
+
+# Happy path: A (1.0.0) → the engine installs 2.0.0 (the delta) into B, flips
+# and reboots → the bootloader picks B (tries 1→0) → health ok → B marked good
+# → another reboot stays on B; the server saw 13/1, 14/1, 3/1, 3/2.
+scenario_update() {
+    need_engine || return
+    local img=$WORK/update.img
+    payloads && mkdisk "$img" || { check "payloads and disk built" false; return; }
+    step "$WORK/update.step" <<'S'
+serve_payloads
+[ "$(booted)" = B ] && [ ! -e /var/lib/vmtest/again ] && say trial=$(slot_attr B tries)/$(slot_attr B successful)
+start_engine
+case $(booted) in
+A)  sleep 300 ;;  # the engine installs and reboots
+B)  if wait_for 120 has_event 3 2; then
+        say b_successful=$(slot_attr B successful)
+        if [ ! -e /var/lib/vmtest/again ]; then touch /var/lib/vmtest/again; reboot -f; fi
+        say installed_bytes=$(sed -n 's/.*"bytes":\([0-9]*\),"result":"installed".*/\1/p' /var/lib/update-engine/history.jsonl | tail -n1)
+        show_events
+        vm_exit 16
+    fi ;;
+esac
+say stuck=$(phase)
+tail -n 30 /var/lib/vmtest/engine.log
+show_events
+vm_exit 1
+S
+    vm_cycle update "$img" "$WORK/update.step" 512 "$WORK/srv.squashfs"
+    check "booted A, B (trial), B" eq "$BOOT_SLOTS" ABB
+    check "B runs 2.0.0" eq "$BOOT_VERSION" 2.0.0
+    check "guest ended with its exit code" eq "$BOOT_END" exit:16
+    check "trial boot of B used up its try (tries 0, not yet successful)" eq "$(say_value "$WORK/update.boot2.log" trial)" 0/false
+    check "B marked good by the engine in the trial boot" eq "$(say_value "$WORK/update.boot2.log" b_successful)" true
+    check "the delta payload was installed (history bytes = its size)" \
+        eq "$(say_value "$LAST_LOG" installed_bytes)" "$(stat -c %s "$WORK/srv/v1-to-v2.payload")"
+    check "server saw 13/1 14/1 3/1 3/2" eq "$(events "$LAST_LOG" | tr '\n' ' ')" "13/1 14/1 3/1 3/2 "
+    check "B successful, tries 0" eq "$(field "$img" B successful)/$(field "$img" B tries)" true/0
+    check "next boot B" eq "$(next_boot "$img")" B
+    check "GPT valid" gpt_valid "$img"
+}
+
+# Failed health check: B's trial boot fails its health check → the engine
+# marks B bad and reboots → A boots, the engine reports the rollback (3/0
+# errorcode 44); B's priority is 0 and 2.0.0 is not downloaded again.
+scenario_rollback() {
+    need_engine || return
+    local img=$WORK/rollback.img
+    payloads && mkdisk "$img" || { check "payloads and disk built" false; return; }
+    step "$WORK/rollback.step" <<'S'
+serve_payloads
+case $(booted) in
+A)  if [ -e /var/lib/vmtest/tried-b ]; then
+        rm -f /etc/vmtest-unhealthy
+        start_engine
+        wait_for 60 has_event 3 0 && say rollback_reported=yes
+        # The engine checks again soon after start: it must not take 2.0.0 again.
+        sleep 8
+        say phase=$(phase)
+        show_events
+        vm_exit 16
+    fi
+    start_engine
+    sleep 300 ;;
+B)  touch /var/lib/vmtest/tried-b /etc/vmtest-unhealthy
+    start_engine
+    sleep 300 ;;
+esac
+say stuck=$(phase)
+tail -n 30 /var/lib/vmtest/engine.log
+show_events
+vm_exit 1
+S
+    vm_cycle rollback "$img" "$WORK/rollback.step" 512 "$WORK/srv.squashfs"
+    check "booted A, B (failed trial), A" eq "$BOOT_SLOTS" ABA
+    check "guest ended with its exit code" eq "$BOOT_END" exit:16
+    check "engine reported the rollback" eq "$(say_value "$LAST_LOG" rollback_reported)" yes
+    check "a 3/0 event with errorcode 44" grep -qx 3/0/44 <(events "$LAST_LOG")
+    check "2.0.0 downloaded once only (one 13/1)" eq "$(events "$LAST_LOG" | grep -cx 13/1)" 1
+    check "checked for updates again with or after the rollback report" eq "$(checked_after_rollback "$LAST_LOG")" true
+    check "B priority 0" eq "$(field "$img" B priority)" 0
+    check "next boot A" eq "$(next_boot "$img")" A
+    check "GPT valid" gpt_valid "$img"
+}
+
+# Power cut during apply: qemu is SIGKILLed at several instants while the
+# engine streams the full payload into B (throttled by the server) → each next
+# boot comes up on A with a valid GPT; the engine resumes or restarts and the
+# update finishes: B boots and is marked good.
+scenario_powercut_apply() {
+    need_engine || return
+    local img=$WORK/cutapply.img
+    payloads && mkdisk "$img" || { check "payloads and disk built" false; return; }
+    step "$WORK/cutapply.step" <<'S'
+serve_payloads releases-full.toml --fault throttle:2M
+start_engine
+case $(booted) in
+A)  sleep 300 ;;
+B)  if wait_for 120 has_event 3 2; then
+        say resumed=$(grep -c 'resuming interrupted install' /var/lib/vmtest/engine.log)
+        show_events
+        vm_exit 16
+    fi ;;
+esac
+say stuck=$(phase)
+tail -n 30 /var/lib/vmtest/engine.log
+show_events
+vm_exit 1
+S
+    local delays=(${VMTEST_APPLY_CUT_DELAYS:-0.8 2 3.2}) k d log
+    APPLY_CUT_TRIED=0 APPLY_CUT_VALID=0
+    for k in "${!delays[@]}"; do
+        d=${delays[$k]}
+        log=$WORK/cutapply.cut$k.log
+        vm_start "$img" "$WORK/cutapply.step" "$log" 512 "$WORK/srv.squashfs"
+        while ! grep -q 'VMTEST-PHASE downloading' "$log" 2>/dev/null && kill -0 "$QEMU_PID" 2>/dev/null; do
+            sleep 0.1
+        done
+        sleep "$d"
+        vm_cut "$log"
+        vm_wait "$log"
+        APPLY_CUT_TRIED=$((APPLY_CUT_TRIED + 1))
+        check "cut $k (${d}s into the download): the boot was A" eq "$BOOT_SLOT" A
+        if [ "$BOOT_END" = killed ] && [ "$(next_boot "$img")" = A ] && gpt_valid "$img"; then
+            APPLY_CUT_VALID=$((APPLY_CUT_VALID + 1))
+            check "cut $k: next boot A, GPT valid" true
+        else
+            check "cut $k: next boot A, GPT valid (end $BOOT_END)" false
+        fi
+    done
+    vm_cycle cutapply "$img" "$WORK/cutapply.step" 512 "$WORK/srv.squashfs"
+    check "after the cuts: A, then B" eq "$BOOT_SLOTS" AB
+    check "guest ended with its exit code" eq "$BOOT_END" exit:16
+    check "update finished: 3/1 and 3/2 reported" eq "$(events "$LAST_LOG" | grep -cE '^3/(1|2)$')" 2
+    echo "  the engine log says 'resuming interrupted install' $(say_value "$LAST_LOG" resumed) time(s) (what survived the cuts)"
+    check "B successful" eq "$(field "$img" B successful)" true
+    check "GPT valid" gpt_valid "$img"
 }
