@@ -26,6 +26,7 @@ pub fn finish(program: &str, result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
+pub mod update_engine;
 pub mod update_payload;
 pub mod update_server;
 pub mod updatectl;

@@ -1,7 +1,8 @@
 //! Test support shared by unit tests, integration tests and benchmarks:
-//! fault-injecting devices. Public (not `cfg(test)`) so `tests/` and other
-//! modules' tests can use it; nothing in the product depends on it.
+//! fault-injecting devices and real etcd processes. Public (not `cfg(test)`)
+//! so `tests/` and benches can use it; nothing in the product depends on it.
 
+pub mod etcd;
 pub mod fuzz;
 mod power_cut;
 

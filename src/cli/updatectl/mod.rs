@@ -1,9 +1,14 @@
 //! `updatectl`: the operator's tool (this part: inspecting and changing A/B
-//! slots, showing and checking the configuration; the daemon and lock
-//! subcommands come with their issues).
+//! slots, showing and checking the configuration, administering the reboot
+//! lock; the daemon subcommands come with their issue).
 
+pub mod check;
 pub mod config;
+pub mod history;
+pub mod lock;
 pub mod slots;
+pub mod status;
+pub mod watch;
 
 use std::path::PathBuf;
 
@@ -13,7 +18,7 @@ use clap::{Parser, Subcommand};
 use crate::config::ConfigSources;
 
 /// Default control socket of the daemon.
-pub const DEFAULT_SOCKET: &str = "/run/update-engine/control.sock";
+pub const DEFAULT_SOCKET: &str = crate::config::settings::DEFAULT_SOCKET;
 
 /// Command line of `updatectl`.
 #[derive(Debug, Parser)]
@@ -42,8 +47,18 @@ pub struct Cli {
 pub enum Command {
     /// Show the A/B slots and which one boots next, or change them.
     Slots(slots::Args),
+    /// Show the update engine's status.
+    Status(status::Args),
+    /// Check for an update now (`--wait`: until it is installed or failed).
+    Check(check::Args),
+    /// Follow the engine live, with a progress bar while downloading.
+    Watch(watch::Args),
+    /// Show every update attempt.
+    History(history::Args),
     /// Show the merged configuration or check it for problems.
     Config(config::Args),
+    /// Administer the etcd reboot lock directly (like locksmithctl).
+    Lock(lock::LockArgs),
 }
 
 impl Cli {
@@ -63,6 +78,11 @@ impl Cli {
 pub fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Slots(args) => slots::run(args),
+        Command::Status(args) => status::run(&cli.socket, args),
+        Command::Check(args) => check::run(&cli.socket, args),
+        Command::Watch(args) => watch::run(&cli.socket, args),
+        Command::History(args) => history::run(&cli.socket, args),
         Command::Config(args) => config::run(args, &cli.config_sources()),
+        Command::Lock(args) => lock::run(args, &cli.config_sources()),
     }
 }

@@ -1,0 +1,453 @@
+//! Download a payload over HTTP(S) straight into the payload applier, which
+//! writes the target slot. One pass, bounded memory: the network side feeds
+//! a blocking worker that owns the applier through a short channel.
+//!
+//! Interruptions: a dropped connection or stall resumes with a `Range`
+//! request from the exact byte reached (the applier keeps its state), within
+//! each URL's failure budget, then the next URL. After an engine restart the
+//! applier starts from the persisted checkpoint: the payload prefix (header,
+//! manifest, signatures) is fetched again and re-verified, then the data
+//! from the checkpoint's offset. The Omaha sha256 of the whole file can only
+//! be checked when every byte went through one run; after a restart the
+//! payload's signature, per-operation hashes and the final read-back of the
+//! slot still guarantee integrity.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::omaha::error_chain;
+use super::stall::StallDetector;
+use crate::engine::backend::{InstallError, ProgressSink};
+use crate::engine::failure::{self, Failure};
+use crate::engine::schedule::Failover;
+use crate::engine::state::Offer;
+use crate::io::Device;
+use crate::payload::{Applier, ApplyError, Checkpoint, VerifiedImage};
+
+/// Chunks queued between the network and the applier (bounds memory).
+const QUEUE_CHUNKS: usize = 64;
+/// Report progress at least every this many bytes.
+const PROGRESS_BYTES: u64 = 1 << 20;
+/// Persist a checkpoint every this many bytes.
+pub const CHECKPOINT_BYTES: u64 = 16 << 20;
+/// First delay between retries; doubles up to `RETRY_CAP_SECS`.
+const RETRY_BASE_MS: u64 = 500;
+const RETRY_CAP_SECS: u64 = 30;
+
+/// Download behaviour.
+#[derive(Debug, Clone)]
+pub struct DownloadSettings {
+    /// Consecutive failures allowed per URL before the next one.
+    pub url_budget: u32,
+    /// Stall window.
+    pub stall_window: Duration,
+    /// Minimum bytes per stall window.
+    pub stall_min_bytes: u64,
+    /// Persist a checkpoint every this many payload bytes.
+    pub checkpoint_bytes: u64,
+}
+
+impl Default for DownloadSettings {
+    fn default() -> Self {
+        DownloadSettings {
+            url_budget: 3,
+            stall_window: Duration::from_secs(super::stall::STALL_WINDOW_SECS),
+            stall_min_bytes: super::stall::STALL_MIN_BYTES,
+            checkpoint_bytes: CHECKPOINT_BYTES,
+        }
+    }
+}
+
+enum Cmd {
+    Data(Bytes),
+    Save,
+    Finish,
+}
+
+enum WorkerEnd {
+    Finished(Result<VerifiedImage, ApplyError>),
+    Failed(ApplyError),
+    Stopped,
+}
+
+/// The blocking side: owns the applier; saves a checkpoint when asked and
+/// when the network side goes away (shutdown).
+fn spawn_worker<W, S>(
+    mut applier: Applier<W, S>,
+    checkpoint_path: PathBuf,
+) -> (mpsc::Sender<Cmd>, tokio::task::JoinHandle<WorkerEnd>)
+where
+    W: Device + Send + 'static,
+    S: std::io::Read + std::io::Seek + Send + 'static,
+{
+    let (tx, mut rx) = mpsc::channel::<Cmd>(QUEUE_CHUNKS);
+    let task = tokio::task::spawn_blocking(move || {
+        let save = |applier: &mut Applier<W, S>| {
+            if let Err(e) = applier.save_checkpoint(&checkpoint_path) {
+                warn!(error = %format!("{e:#}"), "could not save the download checkpoint");
+            }
+        };
+        while let Some(cmd) = rx.blocking_recv() {
+            match cmd {
+                Cmd::Data(bytes) => {
+                    if let Err(e) = applier.write(&bytes) {
+                        return WorkerEnd::Failed(e);
+                    }
+                }
+                Cmd::Save => save(&mut applier),
+                Cmd::Finish => return WorkerEnd::Finished(applier.finish()),
+            }
+        }
+        save(&mut applier);
+        WorkerEnd::Stopped
+    });
+    (tx, task)
+}
+
+fn apply_failure(e: &ApplyError) -> Failure {
+    Failure::new(e.omaha_code(), format!("applying the payload: {e}"))
+}
+
+/// Why one HTTP attempt ended early.
+enum Attempt {
+    /// Worth retrying (network, stall, HTTP error): the message says why.
+    Retry(String),
+    /// Give up at once.
+    Fatal(InstallError),
+}
+
+/// The network side of one install.
+pub struct Download<'a> {
+    /// HTTP client (no total timeout: payloads are large; stalls are detected).
+    pub http: &'a reqwest::Client,
+    /// What to fetch.
+    pub offer: &'a Offer,
+    /// Behaviour.
+    pub settings: &'a DownloadSettings,
+    /// Progress reports.
+    pub progress: &'a ProgressSink,
+    /// Shutdown.
+    pub cancel: &'a CancellationToken,
+}
+
+struct Feed {
+    tx: mpsc::Sender<Cmd>,
+    /// Next payload offset to fetch.
+    pos: u64,
+    /// Bytes received over the network, including any the server resent.
+    network_bytes: u64,
+    /// `network_bytes` at the last progress report.
+    reported_network: u64,
+    hasher: Option<Sha256>,
+    last_progress: u64,
+    last_checkpoint: u64,
+}
+
+impl Download<'_> {
+    /// Stream the payload into `applier`, resuming per `checkpoint`, and
+    /// verify it. The worker saves checkpoints in `checkpoint_path`.
+    pub async fn run<W, S>(
+        &self,
+        applier: Applier<W, S>,
+        checkpoint: Option<Checkpoint>,
+        checkpoint_path: PathBuf,
+    ) -> Result<VerifiedImage, InstallError>
+    where
+        W: Device + Send + 'static,
+        S: std::io::Read + std::io::Seek + Send + 'static,
+    {
+        let size = self.offer.size;
+        let (tx, worker) = spawn_worker(applier, checkpoint_path);
+        // Segments of the payload to fetch, in order.
+        let segments = match &checkpoint {
+            Some(cp) if cp.prefix_len <= cp.offset && cp.offset <= size => {
+                info!(
+                    offset = cp.offset,
+                    "resuming the download from the checkpoint"
+                );
+                vec![(0, cp.prefix_len), (cp.offset, size)]
+            }
+            _ => vec![(0, size)],
+        };
+        let mut feed = Feed {
+            tx,
+            pos: 0,
+            network_bytes: 0,
+            reported_network: 0,
+            hasher: checkpoint.is_none().then(Sha256::new),
+            last_progress: 0,
+            last_checkpoint: 0,
+        };
+        let result = self.fetch_all(&segments, &mut feed).await;
+        let Feed { tx, hasher, .. } = feed;
+        match result {
+            Ok(()) => {}
+            Err(e) => {
+                drop(tx);
+                return Err(match worker.await {
+                    Ok(WorkerEnd::Failed(apply)) => InstallError::Failed(apply_failure(&apply)),
+                    _ => e,
+                });
+            }
+        }
+        self.progress.downloaded().await;
+        // Finish first: an operation that failed its hash (the more precise
+        // error) must win over the whole-file hash below.
+        let _ = tx.send(Cmd::Finish).await;
+        drop(tx);
+        let image = match worker.await {
+            Ok(WorkerEnd::Finished(Ok(image))) => image,
+            Ok(WorkerEnd::Finished(Err(e))) | Ok(WorkerEnd::Failed(e)) => {
+                return Err(InstallError::Failed(apply_failure(&e)))
+            }
+            Ok(WorkerEnd::Stopped) | Err(_) => {
+                return Err(InstallError::Failed(Failure::new(
+                    failure::ERROR,
+                    "the payload applier stopped unexpectedly",
+                )))
+            }
+        };
+        if let Some(hasher) = hasher {
+            let actual = hex::encode(hasher.finalize());
+            if actual != self.offer.sha256_hex {
+                return Err(InstallError::Failed(Failure::new(
+                    failure::PAYLOAD_HASH_MISMATCH,
+                    format!(
+                        "the payload's sha256 is {actual} but the update server announced {}",
+                        self.offer.sha256_hex
+                    ),
+                )));
+            }
+        }
+        Ok(image)
+    }
+
+    async fn fetch_all(
+        &self,
+        segments: &[(u64, u64)],
+        feed: &mut Feed,
+    ) -> Result<(), InstallError> {
+        let mut failover = Failover::new(self.offer.urls.clone(), self.settings.url_budget);
+        let mut failures = 0u32;
+        for &(start, end) in segments {
+            feed.pos = start;
+            while feed.pos < end {
+                let Some(url) = failover.current().map(str::to_string) else {
+                    return Err(InstallError::Failed(Failure::new(
+                        failure::DOWNLOAD_TRANSFER,
+                        "every payload URL failed too often; the next check retries",
+                    )));
+                };
+                let before = feed.pos;
+                match self.fetch(&url, end, feed).await {
+                    Ok(()) => {}
+                    Err(Attempt::Fatal(e)) => return Err(e),
+                    Err(Attempt::Retry(why)) => {
+                        if feed.pos > before {
+                            failover.record_progress();
+                            failures = 0;
+                        }
+                        warn!(url = %url, offset = feed.pos, error = %why, "payload download interrupted; retrying");
+                        failover.record_failure();
+                        failures += 1;
+                        let delay = Duration::from_millis(
+                            RETRY_BASE_MS << failures.min(8).saturating_sub(1),
+                        )
+                        .min(Duration::from_secs(RETRY_CAP_SECS));
+                        tokio::select! {
+                            () = self.cancel.cancelled() => return Err(InstallError::Cancelled),
+                            () = tokio::time::sleep(delay) => {}
+                        }
+                        if failover.current().is_none() {
+                            return Err(InstallError::Failed(Failure::new(
+                                failure::DOWNLOAD_TRANSFER,
+                                format!("downloading the payload failed on every URL; last error: {why}"),
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One HTTP request for `[feed.pos, end)` of the payload.
+    async fn fetch(&self, url: &str, end: u64, feed: &mut Feed) -> Result<(), Attempt> {
+        let size = self.offer.size;
+        let start = feed.pos;
+        let mut request = self.http.get(url);
+        let ranged = start > 0 || end < size;
+        if ranged {
+            request = request.header(reqwest::header::RANGE, format!("bytes={start}-{}", end - 1));
+        }
+        // A server that never answers is a stall too.
+        let window = self.settings.stall_window;
+        let response = tokio::select! {
+            () = self.cancel.cancelled() => return Err(Attempt::Fatal(InstallError::Cancelled)),
+            r = tokio::time::timeout(window, request.send()) => match r {
+                Err(_) => return Err(Attempt::Retry(format!(
+                    "no answer from {url} within {} s", window.as_secs()
+                ))),
+                Ok(r) => r.map_err(|e| Attempt::Retry(error_chain(&e)))?,
+            },
+        };
+        let status = response.status();
+        // Bytes of the body to skip: a server that ignores Range sends it all.
+        let mut skip = 0u64;
+        match status.as_u16() {
+            206 => {
+                let range = response
+                    .headers()
+                    .get(reqwest::header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_content_range);
+                match range {
+                    Some((first, total)) if first == start && total.is_none_or(|t| t == size) => {}
+                    Some((_, Some(total))) if total != size => {
+                        return Err(Attempt::Fatal(size_mismatch(total, size)));
+                    }
+                    _ => {
+                        return Err(Attempt::Retry(format!(
+                            "HTTP 206 with an unexpected Content-Range from {url}"
+                        )))
+                    }
+                }
+            }
+            200 => {
+                if let Some(len) = response.content_length() {
+                    if len != size {
+                        return Err(Attempt::Fatal(size_mismatch(len, size)));
+                    }
+                }
+                skip = start;
+            }
+            _ => return Err(Attempt::Retry(format!("HTTP {status} from {url}"))),
+        }
+        let mut stream = response.bytes_stream();
+        let mut stall = StallDetector::new(
+            self.settings.stall_window,
+            self.settings.stall_min_bytes,
+            Instant::now(),
+        );
+        while feed.pos < end {
+            let next = tokio::select! {
+                () = self.cancel.cancelled() => return Err(Attempt::Fatal(InstallError::Cancelled)),
+                next = tokio::time::timeout_at(stall.deadline(), stream.next()) => next,
+            };
+            let mut chunk = match next {
+                Err(_) => {
+                    stall.feed(Instant::now(), 0).map_err(Attempt::Retry)?;
+                    continue;
+                }
+                Ok(None) => {
+                    return Err(Attempt::Retry(format!(
+                        "connection closed at byte {} of {size}",
+                        feed.pos
+                    )))
+                }
+                Ok(Some(Err(e))) => return Err(Attempt::Retry(error_chain(&e))),
+                Ok(Some(Ok(chunk))) => chunk,
+            };
+            stall
+                .feed(Instant::now(), chunk.len() as u64)
+                .map_err(Attempt::Retry)?;
+            feed.network_bytes += chunk.len() as u64;
+            if skip > 0 {
+                let n = skip.min(chunk.len() as u64);
+                skip -= n;
+                chunk = chunk.slice(n as usize..);
+            }
+            let room = end - feed.pos;
+            if chunk.len() as u64 > room {
+                if end == size && !ranged {
+                    return Err(Attempt::Fatal(InstallError::Failed(Failure::new(
+                        failure::PAYLOAD_SIZE_MISMATCH,
+                        format!("the payload is longer than the {size} bytes the update server announced"),
+                    ))));
+                }
+                chunk = chunk.slice(..room as usize);
+            }
+            if chunk.is_empty() {
+                continue;
+            }
+            self.push(feed, chunk).await?;
+        }
+        Ok(())
+    }
+
+    async fn push(&self, feed: &mut Feed, chunk: Bytes) -> Result<(), Attempt> {
+        let n = chunk.len() as u64;
+        if let Some(h) = feed.hasher.as_mut() {
+            h.update(&chunk);
+        }
+        if feed.tx.send(Cmd::Data(chunk)).await.is_err() {
+            // The worker stopped on an apply error; the caller collects it.
+            return Err(Attempt::Fatal(InstallError::Failed(Failure::new(
+                failure::ERROR,
+                "the payload applier stopped",
+            ))));
+        }
+        feed.pos += n;
+        if feed.pos - feed.last_checkpoint >= self.settings.checkpoint_bytes {
+            feed.last_checkpoint = feed.pos;
+            let _ = feed.tx.send(Cmd::Save).await;
+        }
+        if feed.pos - feed.last_progress >= PROGRESS_BYTES || feed.pos == self.offer.size {
+            feed.last_progress = feed.pos;
+            let delta = feed.network_bytes - feed.reported_network;
+            feed.reported_network = feed.network_bytes;
+            self.progress.bytes(feed.pos, delta).await;
+        }
+        Ok(())
+    }
+}
+
+fn size_mismatch(announced_by_http: u64, size: u64) -> InstallError {
+    InstallError::Failed(Failure::new(
+        failure::PAYLOAD_SIZE_MISMATCH,
+        format!("the payload is {announced_by_http} bytes but the update server announced {size}"),
+    ))
+}
+
+/// `bytes FIRST-LAST/TOTAL` → (FIRST, TOTAL or None for `*`).
+pub fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    let first: u64 = first.trim().parse().ok()?;
+    let last: u64 = last.trim().parse().ok()?;
+    if last < first {
+        return None;
+    }
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    Some((first, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_parsing() {
+        assert_eq!(
+            parse_content_range("bytes 10-19/100"),
+            Some((10, Some(100)))
+        );
+        assert_eq!(parse_content_range("bytes 0-0/*"), Some((0, None)));
+        assert_eq!(parse_content_range("bytes 5-4/100"), None);
+        assert_eq!(parse_content_range("items 0-1/2"), None);
+        assert_eq!(parse_content_range("bytes x-1/2"), None);
+        assert_eq!(parse_content_range("bytes 0-1/x"), None);
+    }
+}
