@@ -35,8 +35,8 @@ mkusr() {
     rm -f "$out"
     local rc=0
     case $fs in
-        ext4) mke2fs -q -F -t ext4 -b 4096 -L USR -d "$tree" "$out" "$USR_FS_SIZE" >/dev/null || rc=$? ;;
-        squashfs) mksquashfs "$tree" "$out" -quiet -noappend -comp zstd -b 131072 >/dev/null || rc=$? ;;
+        ext4) mke2fs -q -F -t ext4 -O ^has_journal -b 4096 -L USR -d "$tree" "$out" "$USR_FS_SIZE" >/dev/null || rc=$? ;;
+        squashfs) mksquashfs "$tree" "$out" -quiet -noappend -comp gzip -Xcompression-level 1 >/dev/null || rc=$? ;;
     esac
     rm -rf "$tree"
     [ $rc -eq 0 ] || echo "vmtest: making the $fs USR image $out failed (does the OS fit in $USR_FS_SIZE?)" >&2
