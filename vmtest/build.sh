@@ -157,7 +157,7 @@ usr_tree() {
 
 main() {
     mkdir -p "$BUILD"
-    local pkgs=(qemu-system-x86 busybox-static e2fsprogs gdisk cgpt xz-utils squashfs-tools)
+    local pkgs=(qemu-system-x86 busybox-static e2fsprogs gdisk cgpt xz-utils squashfs-tools jq file)
     need_packages "${pkgs[@]}"
     kernel
     binaries
