@@ -195,3 +195,101 @@ fn may_have_room(event: &super::wire::Event, holder: &str) -> bool {
         Err(_) => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lock::config::EtcdConfig;
+    use crate::lock::etcd::wire::{Event, KeyValue};
+
+    fn lock() -> EtcdLock {
+        let config = EtcdConfig {
+            endpoints: vec!["http://127.0.0.1:1".parse().unwrap()],
+            group: "default".into(),
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            username: None,
+            password: None,
+        };
+        EtcdLock::new(&config, "me").unwrap()
+    }
+
+    fn put(holders: &[&str], max: u32, mod_revision: i64) -> Event {
+        let mut sem = Semaphore::new(max);
+        for h in holders {
+            sem.acquire(h, chrono::Utc::now());
+        }
+        Event {
+            kind: EventType::Put,
+            kv: Some(KeyValue {
+                value: sem.to_json(),
+                mod_revision,
+                ..KeyValue::default()
+            }),
+        }
+    }
+
+    fn answer(events: Vec<Event>) -> WatchResponse {
+        WatchResponse {
+            events,
+            ..WatchResponse::default()
+        }
+    }
+
+    #[test]
+    fn events_already_read_and_full_values_do_not_wake() {
+        let lock = lock();
+        // A release at 5 that our read at 6 already covered, then a take.
+        let resp = answer(vec![put(&[], 1, 5), put(&["b"], 1, 6)]);
+        assert!(lock.woken_by(&resp, 6).is_none());
+        // The same release seen for the first time wakes us with its value.
+        match lock.woken_by(&resp, 4) {
+            Some(Woken::Value(value, 5)) => {
+                assert!(Semaphore::parse(&value).unwrap().holders().is_empty())
+            }
+            _ => panic!("expected the release at 5"),
+        }
+        // A value naming us as holder wakes us too (someone took it for us).
+        assert!(lock
+            .woken_by(&answer(vec![put(&["me"], 1, 9)]), 8)
+            .is_some());
+    }
+
+    #[test]
+    fn deletes_and_broken_values_make_the_waiter_read_again() {
+        let lock = lock();
+        let delete = Event {
+            kind: EventType::Delete,
+            kv: Some(KeyValue {
+                mod_revision: 7,
+                ..KeyValue::default()
+            }),
+        };
+        assert!(matches!(
+            lock.woken_by(&answer(vec![delete]), 6),
+            Some(Woken::Reread)
+        ));
+        let broken = Event {
+            kind: EventType::Put,
+            kv: Some(KeyValue {
+                value: b"garbage".to_vec(),
+                mod_revision: 8,
+                ..KeyValue::default()
+            }),
+        };
+        assert!(matches!(
+            lock.woken_by(&answer(vec![broken]), 7),
+            Some(Woken::Value(_, 8))
+        ));
+    }
+
+    #[test]
+    fn stream_errors_and_answers_are_told_apart() {
+        let error: WatchMessage =
+            serde_json::from_slice(br#"{"error":{"grpc_code":14,"message":"closing"}}"#).unwrap();
+        let failure = into_response(error).unwrap_err();
+        assert!(client::classify("e", &failure).is_transient());
+        assert!(into_response(WatchMessage::default()).unwrap().is_none());
+    }
+}
