@@ -335,7 +335,7 @@ impl Member {
     }
 
     /// Open a streaming call (a watch). Only the wait for the answer's head
-    /// is bounded; the caller bounds how long it reads the stream.
+    /// and first message is bounded; the caller bounds how long it reads on.
     pub(crate) async fn stream(
         &self,
         path: &str,
@@ -359,6 +359,7 @@ impl Member {
             buffer: LineBuffer::default(),
             path: path.to_string(),
             endpoint: self.base.clone(),
+            first_timeout: Some(timeout),
         })
     }
 }
@@ -369,6 +370,9 @@ pub(crate) struct Lines {
     buffer: LineBuffer,
     path: String,
     endpoint: String,
+    /// Bound on the first message (a watch's `created`), like a request:
+    /// a member that takes the request but never answers is skipped.
+    first_timeout: Option<Duration>,
 }
 
 impl Lines {
@@ -379,6 +383,15 @@ impl Lines {
 
     /// The next message; `None` when the server ended the stream.
     pub(crate) async fn next<R: DeserializeOwned>(&mut self) -> Result<Option<R>, Failure> {
+        match self.first_timeout.take() {
+            Some(limit) => tokio::time::timeout(limit, self.read_message())
+                .await
+                .map_err(|_| Failure::Transport(format!("no answer within {limit:?}")))?,
+            None => self.read_message().await,
+        }
+    }
+
+    async fn read_message<R: DeserializeOwned>(&mut self) -> Result<Option<R>, Failure> {
         loop {
             if let Some(line) = self.buffer.next_line().map_err(Failure::BadAnswer)? {
                 return serde_json::from_slice(&line)
