@@ -458,7 +458,29 @@ fn legacy_file_is_a_fallback_below_drop_ins() {
         .collect();
     assert_eq!(
         lines,
-        [format!("{}: reboot.strategy: unknown strategy \"sometimes\": use \"off\", \"immediate\", \"etcd-lock\" or \"fleet-lock\"", dirs.etc.join("bad.conf").display())]
+        [format!("{} (REBOOT_STRATEGY): reboot.strategy: unknown strategy \"sometimes\": use \"off\", \"immediate\", \"etcd-lock\" or \"fleet-lock\"", dirs.etc.join("bad.conf").display())]
+    );
+    write(
+        &dirs.etc,
+        "bad.conf",
+        "SERVER=https://x/\nLOCKSMITHD_REBOOT_WINDOW_START=Thx 04:00\nLOCKSMITHD_REBOOT_WINDOW_LENGTH=25h0\n",
+    );
+    let lines: Vec<String> = load(&sources)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    let f = format!(
+        "{} (LOCKSMITHD_REBOOT_WINDOW_*)",
+        dirs.etc.join("bad.conf").display()
+    );
+    assert_eq!(
+        lines,
+        [
+            format!("{f}: reboot.window[0].start: \"Thx\" is not a day name: use Mon, Tue, Wed, Thu, Fri, Sat or Sun"),
+            format!("{f}: reboot.window[0].length: \"25h0\" is not a window length: write hours and minutes like \"1h30m\", \"90m\" or \"2h\""),
+        ]
     );
 }
 

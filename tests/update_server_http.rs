@@ -671,3 +671,19 @@ async fn shutdown_ends_stalled_and_slow_responses() {
     let stalled = stalled.await.unwrap();
     assert!(stalled.is_err() || stalled.unwrap().status().as_u16() == 503);
 }
+
+#[tokio::test]
+async fn payload_vanishing_after_startup_is_a_server_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gone.payload"), b"soon gone").unwrap();
+    let toml = format!("[[release]]\napp_id = \"{APP}\"\ntrack = \"stable\"\nversion = \"2\"\npayload = \"gone.payload\"\n");
+    let config = ServerConfig {
+        releases: Releases::from_toml(&toml, dir.path()).unwrap(),
+        ..ServerConfig::default()
+    };
+    let (addr, handle) = Server::bind(config, "127.0.0.1:0").await.unwrap();
+    std::fs::remove_file(dir.path().join("gone.payload")).unwrap();
+    let resp = get(&format!("http://{addr}"), "gone.payload", None).await;
+    assert_eq!(resp.status().as_u16(), 500);
+    handle.shutdown().await.unwrap();
+}

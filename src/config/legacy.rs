@@ -28,8 +28,8 @@ pub struct LegacyConfig {
 pub fn parse_legacy(text: &str, file: &Path) -> Result<LegacyConfig, Vec<ConfigError>> {
     let mut out = LegacyConfig::default();
     let mut problems = Vec::new();
-    let mut window_start: Option<(String, Source)> = None;
-    let mut window_length: Option<(String, Source)> = None;
+    let mut window_start: Option<String> = None;
+    let mut window_length: Option<String> = None;
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -67,8 +67,8 @@ pub fn parse_legacy(text: &str, file: &Path) -> Result<LegacyConfig, Vec<ConfigE
                 };
                 raw.reboot.strategy = field(strategy, &source);
             }
-            "LOCKSMITHD_REBOOT_WINDOW_START" => window_start = Some((value, source)),
-            "LOCKSMITHD_REBOOT_WINDOW_LENGTH" => window_length = Some((value, source)),
+            "LOCKSMITHD_REBOOT_WINDOW_START" => window_start = Some(value),
+            "LOCKSMITHD_REBOOT_WINDOW_LENGTH" => window_length = Some(value),
             "LOCKSMITHD_ENDPOINT" => {
                 let endpoints = value.split(',').map(|s| s.trim().to_string()).collect();
                 raw.etcd.endpoints = field(endpoints, &source);
@@ -86,7 +86,12 @@ pub fn parse_legacy(text: &str, file: &Path) -> Result<LegacyConfig, Vec<ConfigE
         }
     }
     match (window_start, window_length) {
-        (Some((start, source)), Some((length, _))) => {
+        (Some(start), Some(length)) => {
+            // One window made of two lines: its problems name both.
+            let source = Source::Legacy {
+                file: file.to_path_buf(),
+                key: "LOCKSMITHD_REBOOT_WINDOW_*".to_string(),
+            };
             out.raw.reboot.window = Some(Sourced {
                 value: vec![RawWindow {
                     start: Some(start),
@@ -97,11 +102,11 @@ pub fn parse_legacy(text: &str, file: &Path) -> Result<LegacyConfig, Vec<ConfigE
             });
         }
         (None, None) => {}
-        (Some((_, source)), None) | (None, Some((_, source))) => problems.push(ConfigError::new(
-            &source,
-            "LOCKSMITHD_REBOOT_WINDOW_START/LENGTH",
-            "only one of the pair is set: set both (e.g. \"Thu 04:00\" and \"1h30m\") or neither",
-        )),
+        (Some(_), None) | (None, Some(_)) => problems.push(ConfigError {
+            file: file.display().to_string(),
+            key: "LOCKSMITHD_REBOOT_WINDOW_START/LENGTH".to_string(),
+            problem: "only one of the pair is set: set both (e.g. \"Thu 04:00\" and \"1h30m\") or neither".to_string(),
+        }),
     }
     if problems.is_empty() {
         Ok(out)

@@ -85,11 +85,11 @@ pub struct ConfigError {
 impl ConfigError {
     /// A problem with `key` of the value from `source`.
     pub fn new(source: &Source, key: &str, problem: impl Into<String>) -> Self {
+        // A legacy value is named by file and legacy key (`update.conf
+        // (GROUP)`), since the dotted key is not what the admin wrote there.
         let file = match source {
             Source::Default => NO_FILE.to_string(),
-            // The legacy key is already part of `key` for legacy problems.
-            Source::Legacy { file, .. } => file.display().to_string(),
-            Source::File(path) | Source::System(path) => path.display().to_string(),
+            other => other.to_string(),
         };
         ConfigError {
             file,

@@ -182,6 +182,18 @@ mod tests {
     }
 
     #[test]
+    fn failing_writes_keep_records_in_memory() {
+        // /dev/full accepts the open and fails every write with ENOSPC.
+        let log = EventLog::with_file(Path::new("/dev/full")).unwrap();
+        let req = Request::parse(include_bytes!(
+            "../../fixtures/omaha/request-update-engine.xml"
+        ))
+        .unwrap();
+        log.append(records_of(&req, "t"));
+        assert_eq!(log.snapshot().len(), 3);
+    }
+
+    #[test]
     fn unwritable_log_path_is_an_error() {
         let err = EventLog::with_file(Path::new("/nonexistent/dir/events.jsonl")).unwrap_err();
         assert!(format!("{err:#}").contains("opening events log /nonexistent/dir/events.jsonl"));

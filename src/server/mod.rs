@@ -176,10 +176,21 @@ fn redirect_to_self(uri: &Uri) -> Response {
         .into_response()
 }
 
-/// Sleep for `d` unless the server shuts down first; true if the full time passed.
-async fn stall(state: &AppState, d: Duration) -> bool {
+/// Sleep for every `stall` among `faults` unless the server shuts down
+/// first; true if the full time passed.
+async fn stall(state: &AppState, faults: &[FaultKind]) -> bool {
+    let total: Duration = faults
+        .iter()
+        .map(|f| match f {
+            FaultKind::Stall(d) => *d,
+            _ => Duration::ZERO,
+        })
+        .sum();
+    if total.is_zero() {
+        return true;
+    }
     tokio::select! {
-        _ = tokio::time::sleep(d) => true,
+        _ = tokio::time::sleep(total) => true,
         _ = state.cancel.cancelled() => false,
     }
 }

@@ -373,6 +373,20 @@ mod tests {
     }
 
     #[test]
+    fn unreadable_payloads_are_reported() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = dir_with(&[]);
+        std::fs::create_dir(dir.path().join("adir")).unwrap();
+        let toml =
+            "[[release]]\napp_id = \"a\"\ntrack = \"s\"\nversion = \"2\"\npayload = \"adir\"\n";
+        assert!(err_of(&dir, toml).contains("release[0].payload: reading payload"));
+        let odd = dir.path().join(std::ffi::OsStr::from_bytes(b"bad\xffname"));
+        std::fs::write(&odd, b"x").unwrap();
+        let err = format!("{:#}", PayloadFile::from_path(&odd).unwrap_err());
+        assert!(err.contains("has no UTF-8 file name"), "{err}");
+    }
+
+    #[test]
     fn missing_file_is_reported() {
         let err = format!(
             "{:#}",

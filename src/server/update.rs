@@ -180,12 +180,13 @@ pub(super) async fn handle(
     let mut tweaks = Tweaks::default();
     let mut broken_xml = false;
     let mut huge = None;
+    // Stalls come first, whatever the order of the faults; shutdown during
+    // a stall gives up on this request.
+    if !stall(&state, &faults).await {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     for fault in &faults {
         match *fault {
-            // Shutdown during the stall: give up on this request.
-            FaultKind::Stall(d) if !stall(&state, d).await => {
-                return StatusCode::SERVICE_UNAVAILABLE.into_response();
-            }
             FaultKind::Http500 => {
                 return (
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -57,14 +57,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             faults: args.faults,
             events_log: args.events_log,
         };
+        // Handlers first: a SIGTERM right after the address is printed must
+        // already shut down gracefully.
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let (addr, handle) = Server::bind(config, &args.listen).await?;
         // Scripts that asked for port 0 read the chosen address from stdout.
         println!("listening on http://{addr}/");
         let token = handle.shutdown_token();
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the SIGTERM handler")?;
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: shutting down"),
+            _ = int.recv() => tracing::info!("Ctrl-C: shutting down"),
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = token.cancelled() => {}
         }

@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 use crate::config::ConfigSources;
 
 /// Default control socket of the daemon.
-pub const DEFAULT_SOCKET: &str = "/run/update-engine/control.sock";
+pub const DEFAULT_SOCKET: &str = crate::config::settings::DEFAULT_SOCKET;
 
 /// Command line of `updatectl`.
 #[derive(Debug, Parser)]
