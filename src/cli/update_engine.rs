@@ -4,12 +4,13 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use tracing::{info, warn};
 
 use crate::config::{self, CommandLine, ConfigSources, Settings};
-use crate::engine::actor::{EngineSettings, RebootStrategy};
+use crate::engine::actor::{EngineSettings, RebootSettings};
 use crate::engine::api::AccessPolicy;
 use crate::engine::daemon::{self, DaemonOptions};
 use crate::engine::schedule::ScheduleSettings;
@@ -19,7 +20,11 @@ use crate::engine::system::disk::SlotDisk;
 use crate::engine::system::download::DownloadSettings;
 use crate::engine::system::health::HealthChecks;
 use crate::engine::system::omaha::{Identity, OmahaClient};
+use crate::engine::system::reboot::RebootActions;
 use crate::gpt::{emulated, find_host_disk};
+use crate::lock::{AnyLock, EtcdLock, FleetLockClient};
+use crate::reboot::hooks::PreReboot;
+use crate::reboot::policy::RebootPolicy;
 use crate::reboot::Strategy;
 use crate::slot::SlotId;
 
@@ -192,16 +197,16 @@ impl Setup {
             ),
             None => None,
         };
-        let reboot = match settings.reboot.strategy {
-            Strategy::Off => RebootStrategy::Off,
-            Strategy::Immediate => RebootStrategy::Immediate,
-            other => {
-                warn!(
-                    strategy = %other,
-                    "this engine does not coordinate reboots through a lock yet; it stages updates and waits for an operator to reboot"
-                );
-                RebootStrategy::Off
-            }
+        let coordination = RebootActions {
+            lock: reboot_lock(&settings, &machine_id)?,
+            pre_reboot: PreReboot::from_settings(&settings.reboot),
+        };
+        let reboot = RebootSettings {
+            policy: RebootPolicy {
+                strategy: settings.reboot.strategy,
+                windows: settings.reboot.windows.clone(),
+            },
+            ..RebootSettings::new(settings.reboot.strategy)
         };
         let reboot_command = match &args.reboot_command {
             Some(text) => {
@@ -244,6 +249,7 @@ impl Setup {
                 systemctl: args.systemctl.clone(),
             },
             reboot_command,
+            coordination,
         };
         let engine = EngineSettings {
             current_version: version.to_string(),
@@ -266,6 +272,28 @@ impl Setup {
             },
         })
     }
+}
+
+/// The cluster lock of the configured strategy, held by the machine id.
+fn reboot_lock(settings: &Settings, machine_id: &str) -> Result<Option<Arc<AnyLock>>> {
+    let lock = match settings.reboot.strategy {
+        Strategy::Off | Strategy::Immediate => return Ok(None),
+        Strategy::EtcdLock => AnyLock::Etcd(Box::new(
+            EtcdLock::new(&settings.lock.etcd, machine_id)
+                .context("setting up the etcd reboot lock")?,
+        )),
+        Strategy::FleetLock => {
+            let config =
+                settings.lock.fleet_lock.as_ref().context(
+                    "reboot.strategy is fleet-lock but lock.fleet_lock.base_url is not set",
+                )?;
+            AnyLock::FleetLock(Box::new(
+                FleetLockClient::new(config, machine_id)
+                    .context("setting up the FleetLock client")?,
+            ))
+        }
+    };
+    Ok(Some(Arc::new(lock)))
 }
 
 /// Sandbox: the image, its booted slot and a boot id. Each emulated boot
