@@ -22,7 +22,7 @@ use crate::engine::system::health::HealthChecks;
 use crate::engine::system::omaha::{Identity, OmahaClient};
 use crate::engine::system::reboot::RebootActions;
 use crate::gpt::{emulated, find_host_disk};
-use crate::lock::{AnyLock, EtcdLock, FleetLockClient};
+use crate::lock::{AnyLock, Backoff, EtcdLock, FleetLockClient};
 use crate::reboot::hooks::PreReboot;
 use crate::reboot::policy::RebootPolicy;
 use crate::reboot::Strategy;
@@ -76,6 +76,15 @@ pub struct Args {
     /// Persist a download checkpoint every this many bytes.
     #[arg(long = "checkpoint-bytes", value_name = "BYTES", default_value_t = crate::engine::system::download::CHECKPOINT_BYTES, hide = true)]
     pub checkpoint_bytes: u64,
+    /// Longest wait between two reboot lock attempts, in milliseconds
+    /// (the first waits at most 1 s; tests use short delays).
+    #[arg(
+        long = "lock-retry-max-ms",
+        value_name = "MS",
+        default_value_t = 60_000,
+        hide = true
+    )]
+    pub lock_retry_max_ms: u64,
     /// The systemctl program used by health checks.
     #[arg(long, value_name = "PROG", default_value = "systemctl")]
     pub systemctl: String,
@@ -197,14 +206,24 @@ impl Setup {
             ),
             None => None,
         };
+        let mut pre_reboot = PreReboot::from_settings(&settings.reboot);
+        if args.disk.is_some() {
+            // A sandbox reboot is emulated: the host's users are not warned.
+            pre_reboot.wall = None;
+        }
         let coordination = RebootActions {
             lock: reboot_lock(&settings, &machine_id)?,
-            pre_reboot: PreReboot::from_settings(&settings.reboot),
+            pre_reboot,
         };
+        let retry_max = std::time::Duration::from_millis(args.lock_retry_max_ms.max(1));
         let reboot = RebootSettings {
             policy: RebootPolicy {
                 strategy: settings.reboot.strategy,
                 windows: settings.reboot.windows.clone(),
+            },
+            lock_backoff: Backoff {
+                initial: retry_max.min(std::time::Duration::from_secs(1)),
+                max: retry_max,
             },
             ..RebootSettings::new(settings.reboot.strategy)
         };
