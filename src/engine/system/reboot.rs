@@ -38,6 +38,11 @@ fn no_lock() -> LockError {
     )
 }
 
+/// A FleetLock answer saying the lock belongs to someone else.
+fn is_held_by_another(status: u16) -> bool {
+    matches!(status, 409 | 423)
+}
+
 impl RebootActions {
     /// One attempt to take a slot: `Ok(false)` when all are taken.
     pub async fn try_acquire(&self) -> Result<bool, LockError> {
@@ -56,7 +61,13 @@ impl RebootActions {
     pub async fn release(&self) -> Result<(), LockError> {
         match self.lock.as_deref().ok_or_else(no_lock)? {
             AnyLock::Etcd(lock) => lock.release_once().await.map(|_| ()),
-            AnyLock::FleetLock(client) => client.steady_state_once().await,
+            AnyLock::FleetLock(client) => match client.steady_state_once().await {
+                // poseidon/fleetlock answers 423 `lock_held` (others 409)
+                // when another node holds the lock: then this node holds
+                // nothing to give back.
+                Err(LockError::Server { status, .. }) if is_held_by_another(status) => Ok(()),
+                other => other,
+            },
         }
     }
 
