@@ -19,8 +19,10 @@ const HEALTHY: &[&str] = &["true"];
 /// The health check of version 2 in the rollback scenario.
 const UNHEALTHY: &[&str] = &["false"];
 /// Strategy `immediate` with a reboot command that does nothing: the demo
-/// emulates the reboot itself once the engine says it is rebooting.
-const REBOOT_TOML: &str = "[reboot]\nstrategy = \"immediate\"\ncommand = [\"true\"]\n";
+/// emulates the reboot itself once the engine says it is rebooting. No
+/// users to warn, no grace period.
+const REBOOT_TOML: &str =
+    "[reboot]\nstrategy = \"immediate\"\ncommand = [\"true\"]\nwall = false\ngrace_seconds = 0\n";
 
 /// Run `happy` or `rollback` in `dir`.
 pub(super) async fn run(dir: &Path, scenario: Scenario, display: &Display) -> Result<Report> {
