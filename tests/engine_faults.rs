@@ -16,11 +16,17 @@ async fn check_once(sb: &Sandbox) -> (Option<u32>, String) {
     (code, seen.last().unwrap().phase.clone())
 }
 
-/// The active slot A is still the good, bootable one; B is not bootable.
+/// The active slot A is still the good, bootable one with its old bytes;
+/// B is not bootable.
 fn assert_safe(sb: &Sandbox) {
     let [a, b] = sb.slots();
     assert!(a.successful && a.priority > 0, "{a:?}");
     assert_eq!(b.priority, 0, "{b:?}");
+    let len = sb.new_image.len();
+    assert!(
+        sb.slot_bytes(SlotId::A, len) == engine_support::image_bytes(1, len),
+        "the active slot was written"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

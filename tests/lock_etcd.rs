@@ -12,9 +12,7 @@ use lock_support::{config, lock, raw};
 const KEY: &str = "coreos.com/updateengine/rebootlock/semaphore";
 
 async fn stored(endpoint: &str, key: &str) -> Option<Vec<u8>> {
-    let mut c = raw(endpoint).await;
-    let resp = c.get(key, None).await.unwrap();
-    resp.kvs().first().map(|kv| kv.value().to_vec())
+    raw(endpoint).await.value(key).await.unwrap()
 }
 
 #[tokio::test]
@@ -157,13 +155,13 @@ async fn corrupt_or_foreign_values_are_reported_and_never_overwritten() {
     let etcd = EtcdProcess::start_single().unwrap();
     let cfg = config(&[etcd.endpoint().into()], "default");
     let node = lock(&cfg, "node-a");
-    let mut c = raw(etcd.endpoint()).await;
+    let c = raw(etcd.endpoint()).await;
     for (value, what) in [
         (&b"{\"semaphore\":1,"[..], "not JSON"),
         (br#"{"leader":"someone","term":7}"#, "foreign"),
         (br#"{"semaphore":5,"max":1,"holders":[]}"#, "inconsistent"),
     ] {
-        c.put(KEY, value, None).await.unwrap();
+        c.put(KEY, value).await.unwrap();
         let expect_corrupt = |err: LockError| {
             assert_eq!(err.kind(), "corrupt_value", "{err}");
             let text = err.to_string();

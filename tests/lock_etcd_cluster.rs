@@ -5,7 +5,7 @@ mod lock_support;
 use std::time::Duration;
 
 use ab_updater::testing::etcd::EtcdCluster;
-use etcd_client::Client;
+use ab_updater::testing::etcd_http::EtcdHttp;
 
 /// Index of the current leader, asked of the live members.
 async fn leader_index(cluster: &EtcdCluster, alive: &[usize]) -> usize {
@@ -13,13 +13,10 @@ async fn leader_index(cluster: &EtcdCluster, alive: &[usize]) -> usize {
         let mut ids = Vec::new();
         let mut leader = None;
         for &i in alive {
-            let Ok(mut c) = Client::connect([cluster.member(i).endpoint()], None).await else {
-                continue;
-            };
-            if let Ok(status) = c.status().await {
-                ids.push((status.header().unwrap().member_id(), i));
-                if status.leader() != 0 {
-                    leader = Some(status.leader());
+            if let Ok(status) = EtcdHttp::new(cluster.member(i).endpoint()).status().await {
+                ids.push((status.header.member_id, i));
+                if status.leader != 0 {
+                    leader = Some(status.leader);
                 }
             }
         }

@@ -130,8 +130,8 @@ async fn username_and_password() {
         extra_args: vec!["--auth-token-ttl=1".into()],
     })
     .unwrap();
-    let mut admin = lock_support::raw(etcd.endpoint()).await;
-    admin.user_add("root", "s3cret", None).await.unwrap();
+    let admin = lock_support::raw(etcd.endpoint()).await;
+    admin.user_add("root", "s3cret").await.unwrap();
     admin.user_grant_role("root", "root").await.unwrap();
     admin.auth_enable().await.unwrap();
 

@@ -32,8 +32,8 @@ fn full_round_trip_leaves_active_slot_untouched() {
     let imgs = images();
     let old = std::fs::read(&imgs.old).unwrap();
     let new = std::fs::read(&imgs.new).unwrap();
-    let payload = build(&imgs.new, None, &opts("2.0.0"), &[key1()]);
-    let (_, m, ..) = split(&payload);
+    let payload = full_payload();
+    let (_, m, ..) = split(payload);
     assert_eq!(m.kind, PayloadKind::Full);
     assert!(m.operations.iter().any(|o| o.op == OpType::Zero));
     assert!(m.operations.iter().any(|o| o.op == OpType::ReplaceZstd));
@@ -44,7 +44,7 @@ fn full_round_trip_leaves_active_slot_untouched() {
         .all(|o| o.dst[0].1 * 4096 <= 256 << 10));
     let disk = Disk::new(SLOT, &old);
     let before = sha(&disk.slot_bytes(false));
-    let img = apply_bytes(&disk, &payload, 64 << 10);
+    let img = apply_bytes(&disk, payload, 64 << 10);
     assert_eq!(img.sha256, sha(&new));
     assert_eq!(disk.b_hash(new.len() as u64), sha(&new));
     assert_eq!(sha(&disk.slot_bytes(false)), before, "active slot changed");
@@ -56,9 +56,9 @@ fn delta_round_trip_is_small_and_exact() {
     let imgs = images();
     let old = std::fs::read(&imgs.old).unwrap();
     let new = std::fs::read(&imgs.new).unwrap();
-    let full = build(&imgs.new, None, &opts("2.0.0"), &[key1()]);
-    let delta = build(&imgs.new, Some(&imgs.old), &opts("2.0.0"), &[key1()]);
-    let (_, m, ..) = split(&delta);
+    let full = full_payload();
+    let delta = delta_payload();
+    let (_, m, ..) = split(delta);
     assert_eq!(m.kind, PayloadKind::Delta);
     assert_eq!(m.source.as_ref().unwrap().sha256, sha(&old));
     assert!(m.operations.iter().any(|o| o.op == OpType::SourceCopy));
@@ -70,7 +70,7 @@ fn delta_round_trip_is_small_and_exact() {
         full.len()
     );
     let disk = Disk::new(SLOT, &old);
-    let img = apply_bytes(&disk, &delta, 1 << 20);
+    let img = apply_bytes(&disk, delta, 1 << 20);
     assert_eq!(img.sha256, sha(&new));
     assert_eq!(disk.b_hash(new.len() as u64), sha(&new));
     assert_eq!(
@@ -107,9 +107,8 @@ fn moved_blocks_become_source_copies() {
 fn one_byte_chunks_work() {
     let imgs = images();
     let old = std::fs::read(&imgs.old).unwrap();
-    let delta = build(&imgs.new, Some(&imgs.old), &opts("2.0.0"), &[key1()]);
     let disk = Disk::new(SLOT, &old);
-    let img = apply_bytes(&disk, &delta, 1);
+    let img = apply_bytes(&disk, delta_payload(), 1);
     assert_eq!(img.sha256, sha(&std::fs::read(&imgs.new).unwrap()));
 }
 
@@ -167,8 +166,7 @@ fn interrupted_full_apply_resumes_to_the_same_image() {
     let imgs = images();
     let old = std::fs::read(&imgs.old).unwrap();
     let want = sha(&std::fs::read(&imgs.new).unwrap());
-    let payload = build(&imgs.new, None, &opts("2.0.0"), &[key1()]);
-    interrupt_and_resume(&payload, &old, &want, 7, 12);
+    interrupt_and_resume(full_payload(), &old, &want, 7, 12);
 }
 
 #[test]
@@ -176,10 +174,7 @@ fn interrupted_delta_apply_resumes_to_the_same_image() {
     let imgs = images();
     let old = std::fs::read(&imgs.old).unwrap();
     let want = sha(&std::fs::read(&imgs.new).unwrap());
-    let mut o = opts("2.0.0");
-    o.op_size = 64 << 10;
-    let payload = build(&imgs.new, Some(&imgs.old), &o, &[key1()]);
-    interrupt_and_resume(&payload, &old, &want, 8, 12);
+    interrupt_and_resume(delta_payload(), &old, &want, 8, 12);
 }
 
 #[test]
@@ -187,7 +182,7 @@ fn rotation_and_minimum_signatures() {
     let imgs = images();
     let old = std::fs::read(&imgs.old).unwrap();
     // Signed by the new key only; the node trusts old and new keys.
-    let payload = build(&imgs.new, Some(&imgs.old), &opts("2.0.0"), &[key2()]);
+    let payload = build(&imgs.new, None, &opts("2.0.0"), &[key2()]);
     let disk = Disk::new(SLOT, &old);
     let mut keys = trusted();
     let id2 = keys.add(key2().verifying_key());
@@ -220,7 +215,7 @@ fn payload_from_a_file_via_apply_from_reader() {
     let old = std::fs::read(&imgs.old).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("full.payload");
-    std::fs::write(&p, build(&imgs.new, None, &opts("2.0.0"), &[key1()])).unwrap();
+    std::fs::write(&p, full_payload()).unwrap();
     let disk = Disk::new(SLOT, &old);
     let a = Applier::new(
         disk.target(),
@@ -231,4 +226,29 @@ fn payload_from_a_file_via_apply_from_reader() {
     );
     let img = apply_from_reader(a, &mut File::open(&p).unwrap(), None).unwrap();
     assert_eq!(img.sha256, sha(&std::fs::read(&imgs.new).unwrap()));
+}
+
+#[test]
+fn checkpoint_files_and_early_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checkpoint.json");
+    assert!(Checkpoint::load(&path).unwrap().is_none());
+    let disk = Disk::new(SLOT, &std::fs::read(&images().old).unwrap());
+    let mut a = Applier::new(
+        disk.target(),
+        Some(disk.source()),
+        trusted(),
+        policy(),
+        None,
+    );
+    a.write(&full_payload()[..10]).unwrap();
+    assert_eq!(a.position(), 10);
+    assert!(a.checkpoint().is_none() && a.manifest().is_none());
+    assert!(!a.save_checkpoint(&path).unwrap());
+    assert!(!path.exists());
+    std::fs::write(&path, "garbage").unwrap();
+    let err = Checkpoint::load(&path).unwrap_err();
+    assert!(format!("{err:#}").contains("parsing checkpoint"), "{err:#}");
+    let err = Checkpoint::load(dir.path()).unwrap_err();
+    assert!(format!("{err:#}").contains("reading checkpoint"), "{err:#}");
 }

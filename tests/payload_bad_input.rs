@@ -499,3 +499,27 @@ fn blob_failing_mid_stream_stops_after_writing_began() {
     assert!(matches!(err, ApplyError::BlobHash { index, .. } if index == last));
     assert!(o.wrote, "earlier operations were written");
 }
+
+#[test]
+fn failing_first_write_hook_stops_before_writing() {
+    let s = small();
+    let disk = Disk::new(SLOT, &s.old_bytes);
+    let before = disk.slot_bytes(true);
+    let mut a = Applier::new(
+        disk.target(),
+        Some(disk.source()),
+        trusted(),
+        policy(),
+        None,
+    )
+    .before_first_write(|| anyhow::bail!("GPT is read-only"));
+    let err = a.write(&full(&s)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("preparing the target slot: GPT is read-only"),
+        "{err}"
+    );
+    assert!(!a.writing_started());
+    assert!(matches!(a.finish(), Err(ApplyError::Poisoned)));
+    assert_eq!(disk.slot_bytes(true), before);
+}

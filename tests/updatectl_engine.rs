@@ -83,3 +83,45 @@ async fn no_engine_is_a_one_line_error() {
     assert!(stderr.contains("is update-engine running?"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_follows_a_download_until_the_engine_stops() {
+    use tokio::io::AsyncBufReadExt;
+    let sb = Sandbox::new(3, 4, &[]).await;
+    sb.write_config("1.0.0", "[reboot]\nstrategy = \"off\"\n");
+    let engine = sb.start().await;
+    let mut watch = tokio::process::Command::new(env!("CARGO_BIN_EXE_updatectl"))
+        .arg("--socket")
+        .arg(sb.socket())
+        .arg("watch")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(watch.stdout.take().unwrap()).lines();
+    // Its first line (the current status) shows it is subscribed.
+    assert_eq!(
+        lines.next_line().await.unwrap().as_deref(),
+        Some("Idle, running 1.0.0")
+    );
+    engine.check_until(&["updated-need-reboot"]).await;
+    engine.stop().await;
+    let mut rest = Vec::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        rest.push(line);
+    }
+    assert!(watch.wait().await.unwrap().success());
+    assert!(
+        rest.contains(&"Checking for an update".to_string()),
+        "{rest:?}"
+    );
+    assert!(
+        rest.iter()
+            .any(|l| l.starts_with("Downloading 2.0.0 [") && l.contains("MiB")),
+        "{rest:?}"
+    );
+    assert_eq!(
+        rest.last().map(String::as_str),
+        Some("Updated to 2.0.0; reboot needed"),
+        "{rest:?}"
+    );
+}

@@ -148,10 +148,8 @@ fn bad_input_fails_with_one_clear_line_and_changes_nothing() {
     let key = "coreos.com/updateengine/rebootlock/semaphore";
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let mut c = etcd_client::Client::connect([etcd.endpoint()], None)
-            .await
-            .unwrap();
-        c.put(key, "locked-by-someone-else", None).await.unwrap();
+        let c = ab_updater::testing::etcd_http::EtcdHttp::new(etcd.endpoint());
+        c.put(key, "locked-by-someone-else").await.unwrap();
     });
     for args in [
         &["status"][..],
@@ -163,10 +161,8 @@ fn bad_input_fails_with_one_clear_line_and_changes_nothing() {
         assert!(err.contains(key) && err.contains("not JSON"), "{err}");
     }
     let value = rt.block_on(async {
-        let mut c = etcd_client::Client::connect([etcd.endpoint()], None)
-            .await
-            .unwrap();
-        c.get(key, None).await.unwrap().kvs()[0].value().to_vec()
+        let c = ab_updater::testing::etcd_http::EtcdHttp::new(etcd.endpoint());
+        c.value(key).await.unwrap().unwrap()
     });
     assert_eq!(value, b"locked-by-someone-else");
 

@@ -30,8 +30,12 @@ pub const DEFAULT_OP_SIZE: u64 = 2 << 20;
 pub const FULL_LEVEL: i32 = 9;
 /// zstd level of delta blobs (small, so worth the effort).
 pub const DELTA_LEVEL: i32 = 19;
-/// Source bytes added on each side of a changed region as patch reference.
-const PATCH_MARGIN_BYTES: u64 = 1 << 20;
+/// Source bytes added on each side of a changed region as patch reference:
+/// twice the region, within these bounds. Level-19 compression indexes the
+/// whole reference, so a wider one costs build time for little gain: the old
+/// version of a changed block sits at (or next to) the aligned position.
+const MIN_PATCH_MARGIN_BYTES: u64 = 64 << 10;
+const MAX_PATCH_MARGIN_BYTES: u64 = 1 << 20;
 /// Data operations compressed per parallel batch (bounds builder memory).
 const BATCH_OPS: usize = 8;
 /// Longest run of zero blocks merged into one ZERO operation.
@@ -200,7 +204,10 @@ fn patch_reference(classes: &[Class], start: u64, count: u64, source_blocks: u64
         _ => None,
     });
     let anchor = before.or(after).unwrap_or(start as i128);
-    let margin = (PATCH_MARGIN_BYTES / BLOCK_SIZE) as i128;
+    let margin = (count * 2).clamp(
+        MIN_PATCH_MARGIN_BYTES / BLOCK_SIZE,
+        MAX_PATCH_MARGIN_BYTES / BLOCK_SIZE,
+    ) as i128;
     let max_blocks = (MAX_PATCH_SRC_BYTES / BLOCK_SIZE) as i128;
     let lo = (anchor - margin).clamp(0, source_blocks as i128);
     let hi = (anchor + count as i128 + margin)

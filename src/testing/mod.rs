@@ -1,8 +1,9 @@
 //! Test support shared by unit tests, integration tests and benchmarks:
-//! fault-injecting devices and real etcd processes. Public (not `cfg(test)`)
+//! fault-injecting devices, real etcd processes and a bare client for them. Public (not `cfg(test)`)
 //! so `tests/` and benches can use it; nothing in the product depends on it.
 
 pub mod etcd;
+pub mod etcd_http;
 pub mod fuzz;
 mod power_cut;
 

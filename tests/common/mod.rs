@@ -303,3 +303,19 @@ pub fn assemble(m: &Manifest, data: &[u8], keys: &[SigningKey]) -> Vec<u8> {
     let sig = sign::sign_block(&sign::signed_digest(&h, &mb), keys);
     [h.to_vec(), mb, sig, data.to_vec()].concat()
 }
+
+/// The full payload of `images().new` (version 2.0.0, 256 KiB ops, key1), built once.
+pub fn full_payload() -> &'static [u8] {
+    static P: OnceLock<Vec<u8>> = OnceLock::new();
+    P.get_or_init(|| build(&images().new, None, &opts("2.0.0"), &[key1()]))
+}
+
+/// The delta payload old → new (version 2.0.0, 64 KiB ops, key1), built once.
+pub fn delta_payload() -> &'static [u8] {
+    static P: OnceLock<Vec<u8>> = OnceLock::new();
+    P.get_or_init(|| {
+        let mut o = opts("2.0.0");
+        o.op_size = 64 << 10;
+        build(&images().new, Some(&images().old), &o, &[key1()])
+    })
+}

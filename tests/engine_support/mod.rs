@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ab_updater::cli::update_engine::{run_until, Args};
@@ -332,8 +332,4 @@ async fn follow(
         )
     });
     seen
-}
-
-pub fn path_exists(p: &Path) -> bool {
-    p.exists()
 }

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ab_updater::lock::config::EtcdConfig;
+use ab_updater::lock::etcd::wire::EventType;
 use ab_updater::lock::etcd::{EtcdTuning, Semaphore, Timeouts};
 use ab_updater::lock::{Backoff, EtcdLock, RebootLock};
-use etcd_client::{Client, EventType, WatchOptions};
+use ab_updater::testing::etcd_http::EtcdHttp;
 use tokio::sync::watch;
 
 /// Settings for `endpoints` in `group`, no TLS, no auth.
@@ -46,8 +47,8 @@ pub fn lock(cfg: &EtcdConfig, holder: &str) -> EtcdLock {
 }
 
 /// A raw etcd client, for putting foreign values and watching.
-pub async fn raw(endpoint: &str) -> Client {
-    Client::connect([endpoint], None).await.unwrap()
+pub async fn raw(endpoint: &str) -> EtcdHttp {
+    EtcdHttp::new(endpoint)
 }
 
 /// What the key went through during a race.
@@ -74,14 +75,8 @@ pub async fn race(
 ) -> RaceReport {
     let admin = lock(cfg, "admin");
     admin.set_max(max).await.unwrap();
-    let mut client = raw(cfg.endpoints[0].as_str()).await;
-    let start_rev = client
-        .get(admin.key(), None)
-        .await
-        .unwrap()
-        .header()
-        .unwrap()
-        .revision();
+    let client = raw(cfg.endpoints[0].as_str()).await;
+    let start_rev = client.get(admin.key()).await.unwrap().header.revision;
 
     let (stop_tx, stop_rx) = watch::channel(None::<i64>);
     let endpoints: Vec<String> = cfg.endpoints.iter().map(|u| u.to_string()).collect();
@@ -126,11 +121,8 @@ pub async fn race(
 /// The key's current mod_revision, read through any live endpoint.
 async fn admin_last_revision(admin: &EtcdLock, cfg: &EtcdConfig) -> i64 {
     for ep in &cfg.endpoints {
-        let Ok(mut c) = Client::connect([ep.as_str()], None).await else {
-            continue;
-        };
-        if let Ok(resp) = c.get(admin.key(), None).await {
-            return resp.kvs()[0].mod_revision();
+        if let Ok(resp) = EtcdHttp::new(ep.as_str()).get(admin.key()).await {
+            return resp.kvs[0].mod_revision;
         }
     }
     panic!("no endpoint answered");
@@ -153,25 +145,21 @@ async fn record_key(
         }
         let endpoint = &endpoints[index % endpoints.len()];
         index += 1;
-        let Ok(mut client) = Client::connect([endpoint], None).await else {
-            continue;
-        };
-        let options = WatchOptions::new().with_start_revision(next_rev);
-        let Ok((_w, mut stream)) = client.watch(key.as_str(), Some(options)).await else {
+        let Ok(mut stream) = EtcdHttp::new(endpoint).watch(&key, next_rev).await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         loop {
             tokio::select! {
-                msg = stream.message() => match msg {
+                msg = stream.next() => match msg {
                     Ok(Some(resp)) => {
-                        assert!(!resp.canceled(), "watch canceled: {}", resp.cancel_reason());
-                        for event in resp.events() {
-                            let kv = event.kv().unwrap();
-                            assert_eq!(event.event_type(), EventType::Put);
-                            assert_eq!(kv.mod_revision(), next_rev.max(kv.mod_revision()));
-                            next_rev = kv.mod_revision() + 1;
-                            values.push(Semaphore::parse(kv.value()).unwrap());
+                        assert!(!resp.canceled, "watch canceled: {}", resp.cancel_reason);
+                        for event in &resp.events {
+                            let kv = event.kv.as_ref().unwrap();
+                            assert_eq!(event.kind, EventType::Put);
+                            assert_eq!(kv.mod_revision, next_rev.max(kv.mod_revision));
+                            next_rev = kv.mod_revision + 1;
+                            values.push(Semaphore::parse(&kv.value).unwrap());
                         }
                     }
                     _ => break,

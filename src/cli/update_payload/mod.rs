@@ -1,5 +1,6 @@
 //! `update-payload`: make keys, build, inspect, verify and apply payloads offline.
 
+mod apply;
 mod build;
 mod inspect;
 mod keygen;
@@ -31,6 +32,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Check a payload's signature, structure and data without writing anything.
     Verify(verify::VerifyArgs),
+    /// Apply a payload to the inactive slot of a disk, verify it and flip the GPT.
+    Apply(apply::ApplyArgs),
 }
 
 /// Run one `update-payload` command.
@@ -40,5 +43,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Build(a) => build::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Apply(a) => apply::run(a),
     }
 }

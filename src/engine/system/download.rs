@@ -437,6 +437,124 @@ pub fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::payload::{
+        build_payload, keys::load_signing_key, ApplyPolicy, BuildOptions, TrustedKeys,
+    };
+    use crate::server::{PayloadFile, Releases, Server, ServerConfig};
+    use std::io::{Cursor, Read, Seek, SeekFrom, Write};
+
+    /// A slot that fills up (ENOSPC) after `room` bytes were written.
+    struct FullDisk {
+        data: Cursor<Vec<u8>>,
+        room: u64,
+    }
+
+    impl Read for FullDisk {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.data.read(buf)
+        }
+    }
+
+    impl Write for FullDisk {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.room < buf.len() as u64 {
+                return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            self.room -= buf.len() as u64;
+            self.data.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Seek for FullDisk {
+        fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+            self.data.seek(pos)
+        }
+    }
+
+    impl Device for FullDisk {
+        fn sync(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_disk_that_fills_up_mid_write_is_a_write_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let image: Vec<u8> = (0..(3u32 << 20))
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        std::fs::write(dir.path().join("v2.img"), &image).unwrap();
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let key = load_signing_key(&repo.join("fixtures/keys/insecure-test.key")).unwrap();
+        let opts = BuildOptions {
+            version: "2.0.0".into(),
+            compatible: "amd64-usr".into(),
+            epoch: 0,
+            expires: None,
+            op_size: crate::payload::DEFAULT_OP_SIZE,
+            source_version: None,
+        };
+        let payload = dir.path().join("v2.payload");
+        build_payload(&dir.path().join("v2.img"), None, &[key], &opts, &payload).unwrap();
+        let file = PayloadFile::from_path(&payload).unwrap();
+        let releases = Releases::from_toml(
+            "[[release]]\napp_id = \"{e96281a6-d1af-4bde-9a0a-97b76e56dc57}\"\ntrack = \"stable\"\nversion = \"2.0.0\"\npayload = \"v2.payload\"\n",
+            dir.path(),
+        )
+        .unwrap();
+        let config = ServerConfig {
+            releases,
+            ..ServerConfig::default()
+        };
+        let (addr, server) = Server::bind(config, "127.0.0.1:0").await.unwrap();
+        let offer = Offer {
+            version: "2.0.0".into(),
+            urls: vec![format!("http://{addr}/payloads/v2.payload")],
+            size: file.size,
+            sha256_hex: file.sha256_hex(),
+        };
+        let keys =
+            TrustedKeys::from_files(&[repo.join("fixtures/keys/insecure-test.pub")]).unwrap();
+        let policy = ApplyPolicy {
+            compatible: "amd64-usr".into(),
+            installed_version: "1.0.0".parse().unwrap(),
+            installed_epoch: 0,
+            allow_downgrade: false,
+            now: std::time::SystemTime::now(),
+            min_signatures: 1,
+        };
+        let slot = FullDisk {
+            data: Cursor::new(vec![0; 4 << 20]),
+            room: 1 << 20,
+        };
+        let applier: Applier<FullDisk, Cursor<Vec<u8>>> =
+            Applier::new(slot, None, keys, policy, None);
+        let (tx, mut rx) = mpsc::channel(16);
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let progress = ProgressSink { tx };
+        let cancel = CancellationToken::new();
+        let settings = DownloadSettings::default();
+        let http = super::super::omaha::http_client(None).unwrap();
+        let download = Download {
+            http: &http,
+            offer: &offer,
+            settings: &settings,
+            progress: &progress,
+            cancel: &cancel,
+        };
+        let err = download
+            .run(applier, None, dir.path().join("checkpoint.json"))
+            .await
+            .unwrap_err();
+        let InstallError::Failed(f) = err else {
+            panic!("expected a failure, got {err:?}");
+        };
+        assert_eq!(f.code, failure::WRITE_ERROR, "{f}");
+        server.shutdown().await.unwrap();
+    }
 
     #[test]
     fn content_range_parsing() {

@@ -1,23 +1,44 @@
-//! etcd v3 connection with endpoint failover, TLS and username/password.
+//! etcd v3 connection over the JSON gateway, with endpoint failover, TLS
+//! and username/password.
 //!
-//! We keep one `etcd_client::Client` per endpoint and walk the list
-//! ourselves instead of using the crate's load-balanced channel: a dead
-//! member then costs one connect timeout and is skipped until the next
-//! failure, and every error names the endpoint it came from.
+//! etcd (3.4+) serves its gRPC API as JSON on the client URL too (`POST
+//! /v3/kv/range`, `/v3/kv/txn`, `/v3/watch`, ...). We speak that with reqwest
+//! instead of gRPC: no protobuf code generation (so no `protoc` at build
+//! time) and no tonic/prost in the build, for the same few calls.
+//!
+//! We walk the endpoint list ourselves: a dead member costs one connect
+//! timeout and is skipped until the next failure, and every error names the
+//! endpoint it came from.
 
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use reqwest::{Certificate, Identity};
+use serde::de::DeserializeOwned;
+use serde_json::json;
 
+use super::wire::{self, AuthenticateResponse, ErrorBody, LineBuffer};
 use crate::lock::config::EtcdConfig;
 use crate::lock::LockError;
 
-/// HTTP/2 keep-alive ping interval (etcd's minimum is 5 s).
-const KEEPALIVE_INTERVAL_SECS: u64 = 10;
-/// A ping unanswered this long closes the connection.
-const KEEPALIVE_TIMEOUT_SECS: u64 = 5;
+/// TCP keep-alive probes find a dead member under a long watch (the
+/// watch itself is also bounded by `EtcdTuning::recheck`).
+const KEEPALIVE_SECS: u64 = 10;
+/// Unanswered keep-alive probes before the connection is dropped.
+const KEEPALIVE_RETRIES: u32 = 3;
+
+/// gRPC status codes the gateway reports in its error bodies.
+mod code {
+    pub const INVALID_ARGUMENT: u32 = 3;
+    pub const NOT_FOUND: u32 = 5;
+    pub const ALREADY_EXISTS: u32 = 6;
+    pub const PERMISSION_DENIED: u32 = 7;
+    pub const FAILED_PRECONDITION: u32 = 9;
+    pub const OUT_OF_RANGE: u32 = 11;
+    pub const UNIMPLEMENTED: u32 = 12;
+    pub const UNAUTHENTICATED: u32 = 16;
+}
 
 /// Timeouts of one etcd request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,17 +58,46 @@ impl Default for Timeouts {
     }
 }
 
+/// Why one request to one endpoint failed, before it is sorted into a
+/// [`LockError`] by [`classify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// No answer: connect, TLS handshake, timeout, broken stream.
+    Transport(String),
+    /// etcd answered with an error: its gRPC code (`None` when the body was
+    /// not the gateway's JSON), the HTTP status (`None` inside a stream).
+    Etcd {
+        code: Option<u32>,
+        http: Option<u16>,
+        message: String,
+    },
+    /// An answer that is not what the gateway sends.
+    BadAnswer(String),
+}
+
 /// Connections to the endpoints of one etcd cluster.
 pub(crate) struct Connection {
+    http: reqwest::Client,
     endpoints: Vec<String>,
-    options: ConnectOptions,
+    credentials: Option<(String, String)>,
+    request_timeout: Duration,
     state: Mutex<State>,
 }
 
 struct State {
     /// Index of the endpoint that answered last; tried first.
     current: usize,
-    clients: Vec<Option<Client>>,
+    /// Auth token per endpoint, when credentials are configured.
+    tokens: Vec<Option<String>>,
+}
+
+/// One endpoint, ready for requests (with its auth token, if any).
+#[derive(Clone)]
+pub(crate) struct Member {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    request_timeout: Duration,
 }
 
 impl Connection {
@@ -73,15 +123,14 @@ impl Connection {
             .iter()
             .filter(|u| u.scheme() == "https")
             .count();
-        let mut options = ConnectOptions::new()
-            .with_connect_timeout(timeouts.connect)
-            .with_timeout(timeouts.request)
-            // HTTP/2 pings find a dead member under a long watch. etcd sends
-            // GOAWAY to clients pinging more often than every 5 s.
-            .with_keep_alive(
-                Duration::from_secs(KEEPALIVE_INTERVAL_SECS),
-                Duration::from_secs(KEEPALIVE_TIMEOUT_SECS),
-            );
+        // No proxy from the environment: nothing may sit between a node and
+        // its lock (the earlier gRPC client never used one either).
+        let mut builder = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(timeouts.connect)
+            .tcp_keepalive(Duration::from_secs(KEEPALIVE_SECS))
+            .tcp_keepalive_interval(Duration::from_secs(KEEPALIVE_SECS))
+            .tcp_keepalive_retries(KEEPALIVE_RETRIES);
         if https > 0 && https < endpoints.len() {
             return Err(cfg(
                 "etcd endpoints mix http:// and https://; use one scheme".into(),
@@ -103,36 +152,68 @@ impl Connection {
                 std::fs::read(path)
                     .map_err(|e| cfg(format!("reading etcd {what} {}: {e}", path.display())))
             };
-            let mut tls =
-                TlsOptions::new().ca_certificate(Certificate::from_pem(read(ca_file, "CA file")?));
-            if let (Some(cert), Some(key)) = (&config.cert_file, &config.key_file) {
-                tls = tls.identity(Identity::from_pem(
-                    read(cert, "client certificate")?,
-                    read(key, "client key")?,
-                ));
+            let cas = Certificate::from_pem_bundle(&read(ca_file, "CA file")?)
+                .ok()
+                .filter(|cas| !cas.is_empty())
+                .ok_or_else(|| {
+                    cfg(format!(
+                        "etcd CA file {} holds no PEM certificate; give the CA that signed the servers' certificates",
+                        ca_file.display()
+                    ))
+                })?;
+            // Trust only the configured CA, never the built-in web roots: a
+            // public certificate must not be able to pose as our etcd.
+            builder = builder.use_rustls_tls().tls_built_in_root_certs(false);
+            for ca in cas {
+                builder = builder.add_root_certificate(ca);
             }
-            options = options.with_tls(tls);
+            if let (Some(cert), Some(key)) = (&config.cert_file, &config.key_file) {
+                let mut pem = read(cert, "client certificate")?;
+                pem.push(b'\n');
+                pem.extend(read(key, "client key")?);
+                let identity = Identity::from_pem(&pem).map_err(|e| {
+                    cfg(format!(
+                        "etcd client certificate {} / key {}: {}; give PEM files of one certificate and its private key",
+                        cert.display(),
+                        key.display(),
+                        error_chain(&e)
+                    ))
+                })?;
+                builder = builder.identity(identity);
+            }
         } else if config.ca_file.is_some() || config.cert_file.is_some() {
             return Err(cfg("lock.etcd ca_file/cert_file are set but the endpoints are http://; use https:// endpoints".into()));
         }
-        match (&config.username, &config.password) {
-            (Some(user), Some(password)) => options = options.with_user(user, password),
-            (None, None) => {}
+        let credentials = match (&config.username, &config.password) {
+            (Some(user), Some(password)) => Some((user.clone(), password.clone())),
+            (None, None) => None,
             _ => {
                 return Err(cfg(
                     "lock.etcd username and password must be set together".into()
                 ))
             }
-        }
-        let clients = vec![None; endpoints.len()];
+        };
+        let http = builder
+            .build()
+            .map_err(|e| cfg(format!("etcd TLS settings: {}", error_chain(&e))))?;
+        let tokens = vec![None; endpoints.len()];
         Ok(Connection {
+            http,
             endpoints,
-            options,
-            state: Mutex::new(State {
-                current: 0,
-                clients,
-            }),
+            credentials,
+            request_timeout: timeouts.request,
+            state: Mutex::new(State { current: 0, tokens }),
         })
+    }
+
+    /// One unary call (`path` like `/v3/kv/range`) with failover.
+    pub(crate) async fn call<R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<R, LockError> {
+        self.run(|member| async move { member.call(path, body).await })
+            .await
     }
 
     /// Run `op` on the endpoint that answered last, moving on to the next
@@ -141,8 +222,8 @@ impl Connection {
     /// (refused credentials) return at once.
     pub(crate) async fn run<T, F, Fut>(&self, mut op: F) -> Result<T, LockError>
     where
-        F: FnMut(Client) -> Fut,
-        Fut: Future<Output = Result<T, etcd_client::Error>>,
+        F: FnMut(Member) -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
     {
         let count = self.endpoints.len();
         let start = self.lock_state().current;
@@ -152,8 +233,8 @@ impl Connection {
         while step < count {
             let index = (start + step) % count;
             let endpoint = &self.endpoints[index];
-            let result = match self.client(index).await {
-                Ok(client) => op(client).await,
+            let result = match self.member(index).await {
+                Ok(member) => op(member).await,
                 Err(err) => Err(err),
             };
             match result {
@@ -165,7 +246,7 @@ impl Connection {
                     // etcd drops a simple token after it sat idle for
                     // --auth-token-ttl; log in again on the same member.
                     tracing::debug!(%endpoint, "etcd auth token expired; re-authenticating");
-                    self.lock_state().clients[index] = None;
+                    self.lock_state().tokens[index] = None;
                     reauthenticated = true;
                 }
                 Err(err) => {
@@ -174,9 +255,9 @@ impl Connection {
                     if !err.is_transient() {
                         return Err(err);
                     }
-                    // Reconnect next time: the channel may be wedged, or the
-                    // auth token expired with the member that issued it.
-                    self.lock_state().clients[index] = None;
+                    // Log in again next time: the token may have gone with
+                    // the member that issued it.
+                    self.lock_state().tokens[index] = None;
                     tracing::debug!(%endpoint, error = %err, "etcd endpoint failed");
                     failures.push(match err {
                         LockError::Unavailable(msg) => msg,
@@ -188,14 +269,32 @@ impl Connection {
         Err(LockError::Unavailable(failures.join("; ")))
     }
 
-    async fn client(&self, index: usize) -> Result<Client, etcd_client::Error> {
-        if let Some(client) = self.lock_state().clients[index].clone() {
-            return Ok(client);
+    /// Endpoint `index` with a valid-looking token (authenticating first
+    /// when credentials are set and we hold no token for it).
+    async fn member(&self, index: usize) -> Result<Member, Failure> {
+        let mut member = Member {
+            http: self.http.clone(),
+            base: self.endpoints[index].clone(),
+            token: None,
+            request_timeout: self.request_timeout,
+        };
+        let Some((name, password)) = &self.credentials else {
+            return Ok(member);
+        };
+        if let Some(token) = self.lock_state().tokens[index].clone() {
+            member.token = Some(token);
+            return Ok(member);
         }
-        let endpoint = self.endpoints[index].clone();
-        let client = Client::connect([endpoint], Some(self.options.clone())).await?;
-        self.lock_state().clients[index] = Some(client.clone());
-        Ok(client)
+        let body = json!({ "name": name, "password": password });
+        let auth: AuthenticateResponse = member.call("/v3/auth/authenticate", &body).await?;
+        if auth.token.is_empty() {
+            return Err(Failure::BadAnswer(
+                "etcd answered the login without a token (is auth enabled on the cluster?)".into(),
+            ));
+        }
+        self.lock_state().tokens[index] = Some(auth.token.clone());
+        member.token = Some(auth.token);
+        Ok(member)
     }
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -205,49 +304,192 @@ impl Connection {
     }
 }
 
-fn is_expired_token(err: &etcd_client::Error) -> bool {
-    matches!(err, etcd_client::Error::GRpcStatus(status)
-        if status.code() == tonic::Code::Unauthenticated
-            && status.message().contains("invalid auth token"))
-}
-
-/// Sort an etcd client error into transient (try another endpoint, retry
-/// later) or permanent, with a message naming the endpoint.
-fn classify(endpoint: &str, err: &etcd_client::Error) -> LockError {
-    use etcd_client::Error as E;
-    use tonic::Code;
-    let msg = match err {
-        // tonic's Display of a Status dumps metadata; keep code, message, cause.
-        E::GRpcStatus(status) => {
-            let mut text = format!("{endpoint}: {:?}: {}", status.code(), status.message());
-            if let Some(cause) = std::error::Error::source(status) {
-                text.push_str(": ");
-                text.push_str(&error_chain(cause));
-            }
-            text
+impl Member {
+    fn post(&self, path: &str, body: &serde_json::Value) -> reqwest::RequestBuilder {
+        let request = self.http.post(format!("{}{path}", self.base)).json(body);
+        match &self.token {
+            // The gateway passes `Authorization` on as the gRPC token.
+            Some(token) => request.header(reqwest::header::AUTHORIZATION, token),
+            None => request,
         }
-        other => format!("{endpoint}: {}", error_chain(other)),
-    };
-    match err {
-        E::GRpcStatus(status) => match status.code() {
-            // An expired token is fixed by reconnecting (new authentication).
-            _ if is_expired_token(err) => LockError::Unavailable(msg),
-            Code::Unauthenticated
-            | Code::PermissionDenied
-            | Code::InvalidArgument
-            | Code::FailedPrecondition
-            | Code::OutOfRange
-            | Code::Unimplemented
-            | Code::NotFound
-            | Code::AlreadyExists => LockError::Refused(msg),
-            _ => LockError::Unavailable(msg),
-        },
-        E::InvalidArgs(_) | E::InvalidUri(_) | E::InvalidHeaderValue(_) => LockError::Config(msg),
-        _ => LockError::Unavailable(msg),
+    }
+
+    /// One unary call, bounded by the request timeout.
+    pub(crate) async fn call<R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<R, Failure> {
+        let response = self
+            .post(path, body)
+            .timeout(self.request_timeout)
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(transport)?;
+        if !status.is_success() {
+            return Err(error_answer(status.as_u16(), &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| bad_answer(path, &e))
+    }
+
+    /// Open a streaming call (a watch). Only the wait for the answer's head
+    /// is bounded; the caller bounds how long it reads the stream.
+    pub(crate) async fn stream(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<Lines, Failure> {
+        let timeout = self.request_timeout;
+        let response = tokio::time::timeout(timeout, self.post(path, body).send())
+            .await
+            .map_err(|_| Failure::Transport(format!("no answer within {timeout:?}")))?
+            .map_err(transport)?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = tokio::time::timeout(timeout, response.bytes())
+                .await
+                .map_err(|_| Failure::Transport(format!("no answer within {timeout:?}")))?
+                .map_err(transport)?;
+            return Err(error_answer(status.as_u16(), &bytes));
+        }
+        Ok(Lines {
+            response,
+            buffer: LineBuffer::default(),
+            path: path.to_string(),
+        })
     }
 }
 
-/// `err` and its sources joined with ": " (tonic hides the cause of a TLS
+/// The messages of a streamed answer, one JSON object per line.
+pub(crate) struct Lines {
+    response: reqwest::Response,
+    buffer: LineBuffer,
+    path: String,
+}
+
+impl Lines {
+    /// The next message; `None` when the server ended the stream.
+    pub(crate) async fn next<R: DeserializeOwned>(&mut self) -> Result<Option<R>, Failure> {
+        loop {
+            if let Some(line) = self.buffer.next_line().map_err(Failure::BadAnswer)? {
+                return serde_json::from_slice(&line)
+                    .map(Some)
+                    .map_err(|e| bad_answer(&self.path, &e));
+            }
+            match self.response.chunk().await.map_err(transport)? {
+                Some(chunk) => self.buffer.push(&chunk),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+fn transport(err: reqwest::Error) -> Failure {
+    Failure::Transport(error_chain(&err))
+}
+
+fn bad_answer(path: &str, err: &serde_json::Error) -> Failure {
+    Failure::BadAnswer(format!(
+        "{path} answered something that is not etcd's JSON gateway ({err})"
+    ))
+}
+
+/// A non-2xx answer: the gateway's JSON error, or whatever else answered.
+fn error_answer(status: u16, body: &[u8]) -> Failure {
+    match ErrorBody::parse(body) {
+        Some(error) => Failure::Etcd {
+            code: Some(error.code),
+            http: Some(status),
+            message: error.text().to_string(),
+        },
+        None => {
+            let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+            let hint = if status == 404 {
+                " (is this the client URL of etcd 3.4 or later, with its JSON gateway enabled?)"
+            } else {
+                ""
+            };
+            Failure::Etcd {
+                code: None,
+                http: Some(status),
+                message: format!("{}{hint}", text.trim()),
+            }
+        }
+    }
+}
+
+/// The error a watch stream ended with: a gateway error line, or a watch
+/// canceled for a reason other than compaction (auth, permissions).
+pub(crate) fn stream_failure(code: u32, message: &str) -> Failure {
+    Failure::Etcd {
+        code: Some(code),
+        http: None,
+        message: message.to_string(),
+    }
+}
+
+/// A watch canceled for `reason` (not compaction), with the reason's gRPC code.
+pub(crate) fn canceled(reason: &str) -> Failure {
+    let (code, text) = wire::parse_cancel_reason(reason);
+    stream_failure(code, &format!("watch canceled: {text}"))
+}
+
+fn is_expired_token(err: &Failure) -> bool {
+    matches!(err, Failure::Etcd { code: Some(code::UNAUTHENTICATED), message, .. }
+        if message.contains("invalid auth token"))
+}
+
+/// Sort a failed request into transient (try another endpoint, retry
+/// later) or permanent, with a message naming the endpoint.
+fn classify(endpoint: &str, err: &Failure) -> LockError {
+    match err {
+        Failure::Transport(msg) | Failure::BadAnswer(msg) => {
+            LockError::Unavailable(format!("{endpoint}: {msg}"))
+        }
+        Failure::Etcd {
+            code,
+            http,
+            message,
+        } => {
+            let mut msg = format!("{endpoint}: {message}");
+            match (code, http) {
+                (Some(code), Some(http)) => {
+                    msg.push_str(&format!(" (gRPC code {code}, HTTP {http})"))
+                }
+                (Some(code), None) => msg.push_str(&format!(" (gRPC code {code})")),
+                (None, Some(http)) => msg.push_str(&format!(" (HTTP {http})")),
+                (None, None) => {}
+            }
+            let permanent = match code {
+                // An expired token is fixed by logging in again.
+                _ if is_expired_token(err) => false,
+                Some(
+                    code::UNAUTHENTICATED
+                    | code::PERMISSION_DENIED
+                    | code::INVALID_ARGUMENT
+                    | code::FAILED_PRECONDITION
+                    | code::OUT_OF_RANGE
+                    | code::UNIMPLEMENTED
+                    | code::NOT_FOUND
+                    | code::ALREADY_EXISTS,
+                ) => true,
+                Some(_) => false,
+                // Not etcd's JSON: a client error (not timeout or rate
+                // limit) will not go away by retrying; 5xx may.
+                None => http.is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429),
+            };
+            if permanent {
+                LockError::Refused(msg)
+            } else {
+                LockError::Unavailable(msg)
+            }
+        }
+    }
+}
+
+/// `err` and its sources joined with ": " (reqwest hides the cause of a TLS
 /// or connect failure in the source chain).
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
@@ -319,27 +561,90 @@ mod tests {
 
     #[test]
     fn errors_are_sorted_into_transient_and_permanent() {
-        let status =
-            |code, msg: &str| etcd_client::Error::GRpcStatus(tonic::Status::new(code, msg));
-        let c = classify("http://e:1", &status(tonic::Code::Unavailable, "no leader"));
-        assert!(c.is_transient() && c.to_string().contains("http://e:1"));
+        let etcd = |code, http, msg: &str| Failure::Etcd {
+            code,
+            http,
+            message: msg.into(),
+        };
         let c = classify(
-            "e",
-            &status(
-                tonic::Code::Unauthenticated,
-                "etcdserver: invalid auth token",
-            ),
+            "http://e:1",
+            &etcd(Some(14), Some(503), "etcdserver: no leader"),
         );
-        assert!(c.is_transient());
+        assert!(c.is_transient() && c.to_string().contains("http://e:1"));
+        let expired = etcd(
+            Some(code::UNAUTHENTICATED),
+            Some(401),
+            "etcdserver: invalid auth token",
+        );
+        assert!(is_expired_token(&expired));
+        assert!(classify("e", &expired).is_transient());
         let c = classify(
             "e",
-            &status(
-                tonic::Code::PermissionDenied,
+            &etcd(
+                Some(code::PERMISSION_DENIED),
+                Some(403),
                 "etcdserver: permission denied",
             ),
         );
         assert_eq!(c.kind(), "refused");
-        let c = classify("e", &etcd_client::Error::InvalidArgs("x".into()));
-        assert_eq!(c.kind(), "config");
+        let c = classify(
+            "e",
+            &etcd(
+                Some(code::INVALID_ARGUMENT),
+                Some(400),
+                "etcdserver: user name is empty",
+            ),
+        );
+        assert_eq!(c.kind(), "refused");
+        assert!(classify("e", &Failure::Transport("connection refused".into())).is_transient());
+        assert!(classify("e", &Failure::BadAnswer("html".into())).is_transient());
+    }
+
+    #[test]
+    fn answers_that_are_not_the_gateways_json_are_sorted_by_http_status() {
+        let not_found = error_answer(404, b"404 page not found\n");
+        let c = classify("e", &not_found);
+        assert_eq!(c.kind(), "refused");
+        assert!(c.to_string().contains("JSON gateway"), "{c}");
+        assert!(classify("e", &error_answer(502, b"<html>bad gateway</html>")).is_transient());
+        assert!(classify("e", &error_answer(429, b"slow down")).is_transient());
+        let json = error_answer(
+            401,
+            br#"{"error":"etcdserver: invalid auth token","message":"etcdserver: invalid auth token","code":16}"#,
+        );
+        assert!(is_expired_token(&json));
+    }
+
+    #[test]
+    fn canceled_watches_keep_the_reasons_code() {
+        let denied =
+            canceled("rpc error: code = PermissionDenied desc = etcdserver: permission denied");
+        assert_eq!(classify("e", &denied).kind(), "refused");
+        let expired =
+            canceled("rpc error: code = Unauthenticated desc = etcdserver: invalid auth token");
+        assert!(is_expired_token(&expired));
+        assert!(classify("e", &canceled("something else")).is_transient());
+    }
+
+    #[test]
+    fn unusable_tls_files_are_config_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let mut c = config(&["https://a:1"]);
+        c.ca_file = Some(empty.clone());
+        assert!(config_error(&c).contains("no PEM certificate"));
+        let ca = dir.path().join("ca.pem");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["a".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(&ca, cert.pem()).unwrap();
+        c.ca_file = Some(ca.clone());
+        assert!(Connection::new(&c, Timeouts::default()).is_ok());
+        c.cert_file = Some(ca);
+        c.key_file = Some(empty);
+        assert!(config_error(&c).contains("client certificate"));
     }
 }

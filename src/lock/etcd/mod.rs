@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use etcd_client::{Compare, CompareOp, Txn, TxnOp, WatchOptions};
+use serde_json::json;
 
 use super::config::EtcdConfig;
 use super::{Backoff, Holding, LockError, RebootLock};
@@ -17,10 +17,12 @@ use super::{Backoff, Holding, LockError, RebootLock};
 mod client;
 pub mod keys;
 pub mod semaphore;
+pub mod wire;
 
 use client::Connection;
 pub use client::Timeouts;
 pub use semaphore::{AcquireOutcome, Holder, Semaphore, SemaphoreError};
+use wire::{b64, EventType, RangeResponse, TxnResponse, WatchMessage};
 
 /// Timing knobs of [`EtcdLock`]; the defaults suit production.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,22 +220,16 @@ impl EtcdLock {
     }
 
     async fn read(&self) -> Result<Read, LockError> {
-        let key = self.key.clone();
-        let resp = self
-            .conn
-            .run(|mut client| {
-                let key = key.clone();
-                async move { client.get(key, None).await }
-            })
-            .await?;
+        let body = json!({ "key": b64(self.key.as_bytes()) });
+        let resp: RangeResponse = self.conn.call("/v3/kv/range", &body).await?;
         self.parse_read(&resp)
     }
 
-    fn parse_read(&self, resp: &etcd_client::GetResponse) -> Result<Read, LockError> {
-        let revision = resp.header().map_or(0, |h| h.revision());
-        let current = match resp.kvs().first() {
+    fn parse_read(&self, resp: &RangeResponse) -> Result<Read, LockError> {
+        let revision = resp.header.revision;
+        let current = match resp.kvs.first() {
             None => None,
-            Some(kv) => Some((self.parse_value(kv.value())?, kv.mod_revision())),
+            Some(kv) => Some((self.parse_value(&kv.value)?, kv.mod_revision)),
         };
         Ok(Read { current, revision })
     }
@@ -253,30 +249,38 @@ impl EtcdLock {
         mod_revision: Option<i64>,
         value: Vec<u8>,
     ) -> Result<Option<Read>, LockError> {
-        let key = self.key.clone();
+        let key = b64(self.key.as_bytes());
+        // 64-bit numbers are JSON strings in the gateway's protobuf JSON.
         let compare = match mod_revision {
-            Some(rev) => Compare::mod_revision(key.clone(), CompareOp::Equal, rev),
+            Some(rev) => json!({
+                "key": key, "target": "MOD", "result": "EQUAL", "mod_revision": rev.to_string(),
+            }),
             // Version 0 means "does not exist": creating races like updating.
-            None => Compare::version(key.clone(), CompareOp::Equal, 0),
+            None => json!({ "key": key, "target": "VERSION", "result": "EQUAL", "version": "0" }),
         };
-        let txn = Txn::new()
-            .when([compare])
-            .and_then([TxnOp::put(key.clone(), value, None)])
-            .or_else([TxnOp::get(key, None)]);
-        let resp = self
-            .conn
-            .run(|mut client| {
-                let txn = txn.clone();
-                async move { client.txn(txn).await }
-            })
-            .await?;
-        if resp.succeeded() {
+        let body = json!({
+            "compare": [compare],
+            "success": [{ "request_put": { "key": key, "value": b64(&value) } }],
+            "failure": [{ "request_range": { "key": key } }],
+        });
+        let resp: TxnResponse = self.conn.call("/v3/kv/txn", &body).await?;
+        if resp.succeeded {
             return Ok(None);
         }
-        match resp.op_responses().into_iter().next() {
-            Some(etcd_client::TxnOpResponse::Get(get)) => Ok(Some(self.parse_read(&get)?)),
+        match resp
+            .responses
+            .into_iter()
+            .next()
+            .and_then(|r| r.response_range)
+        {
+            Some(mut range) => {
+                if range.header.revision == 0 {
+                    range.header.revision = resp.header.revision;
+                }
+                Ok(Some(self.parse_read(&range)?))
+            }
             // Not what we asked for: fall back to a fresh read.
-            _ => Ok(Some(self.read().await?)),
+            None => Ok(Some(self.read().await?)),
         }
     }
 
@@ -284,24 +288,34 @@ impl EtcdLock {
     /// slot, at most `recheck`; returns the new value when the watch saw it.
     /// Falls back to a backoff sleep when the watch cannot be set up.
     async fn wait_for_change(&self, revision: i64) -> Option<Read> {
-        let key = self.key.clone();
-        let holder = self.holder.clone();
-        let watch = self.conn.run(|mut client| {
-            let key = key.clone();
-            let holder = holder.clone();
+        let body = json!({ "create_request": {
+            "key": b64(self.key.as_bytes()),
+            "start_revision": (revision + 1).to_string(),
+        }});
+        let holder = self.holder.as_str();
+        let watch = self.conn.run(|member| {
+            let body = &body;
             async move {
-                let options = WatchOptions::new().with_start_revision(revision + 1);
-                let (_watcher, mut stream) = client.watch(key, Some(options)).await?;
-                while let Some(resp) = stream.message().await? {
-                    // `canceled` covers a compacted start revision: re-read.
-                    if resp.canceled() {
-                        return Ok(Some(None));
+                let mut stream = member.stream("/v3/watch", body).await?;
+                while let Some(message) = stream.next::<WatchMessage>().await? {
+                    let resp = match (message.result, message.error) {
+                        (_, Some(error)) => {
+                            return Err(client::stream_failure(error.grpc_code, &error.message))
+                        }
+                        (Some(resp), None) => resp,
+                        (None, None) => continue,
+                    };
+                    if resp.canceled {
+                        // A compacted start revision: re-read. Any other
+                        // reason (an expired token, no permission) is an
+                        // error, so `run` logs in again or we back off
+                        // instead of re-watching in a tight loop.
+                        if resp.compact_revision > 0 {
+                            return Ok(Some(None));
+                        }
+                        return Err(client::canceled(&resp.cancel_reason));
                     }
-                    if let Some(event) = resp
-                        .events()
-                        .iter()
-                        .rev()
-                        .find(|e| may_have_room(e, &holder))
+                    if let Some(event) = resp.events.iter().rev().find(|e| may_have_room(e, holder))
                     {
                         return Ok(Some(seed_from(event)));
                     }
@@ -339,23 +353,22 @@ impl EtcdLock {
 
 /// The value and mod_revision a PUT event carries; `None` for anything else
 /// (a delete), which the caller answers with a fresh read.
-fn seed_from(event: &etcd_client::Event) -> Option<(Vec<u8>, i64)> {
-    let kv = event.kv()?;
-    (event.event_type() == etcd_client::EventType::Put)
-        .then(|| (kv.value().to_vec(), kv.mod_revision()))
+fn seed_from(event: &wire::Event) -> Option<(Vec<u8>, i64)> {
+    let kv = event.kv.as_ref()?;
+    (event.kind == EventType::Put).then(|| (kv.value.clone(), kv.mod_revision))
 }
 
 /// Whether a watch event is worth a re-read: anything but a value that is
 /// still full (another node taking a slot). Waking every waiter on every
 /// write would make all of them re-read and race for nothing.
-fn may_have_room(event: &etcd_client::Event, holder: &str) -> bool {
-    let Some(kv) = event.kv() else {
+fn may_have_room(event: &wire::Event, holder: &str) -> bool {
+    let Some(kv) = &event.kv else {
         return true;
     };
-    if event.event_type() != etcd_client::EventType::Put {
+    if event.kind != EventType::Put {
         return true;
     }
-    match Semaphore::parse(kv.value()) {
+    match Semaphore::parse(&kv.value) {
         Ok(sem) => sem.available() > 0 || sem.is_held_by(holder),
         // A broken value: re-read so the caller reports it.
         Err(_) => true,
