@@ -174,14 +174,34 @@ pub async fn start<B: Backend>(
     Ok((Handle { tx, events }, task))
 }
 
+/// What the Omaha event reporter task is asked to do, in order.
+pub(super) enum ReporterMsg {
+    /// Send this event for this version.
+    Report(String, Report),
+    /// Answer once every event queued before this one was sent (or failed).
+    Flush(oneshot::Sender<()>),
+}
+
+/// Longest wait for queued Omaha events before a reboot goes ahead anyway:
+/// the events matter to the fleet operator, but an unreachable server must
+/// never keep a machine from rebooting into its update.
+pub(super) const REPORT_FLUSH_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Sends Omaha events one at a time, in order; acknowledges error events.
 fn spawn_reporter<B: Backend>(
     backend: Arc<B>,
-    mut rx: mpsc::UnboundedReceiver<(String, Report)>,
+    mut rx: mpsc::UnboundedReceiver<ReporterMsg>,
     engine: mpsc::Sender<Msg>,
 ) {
     tokio::spawn(async move {
-        while let Some((version, report)) = rx.recv().await {
+        while let Some(msg) = rx.recv().await {
+            let (version, report) = match msg {
+                ReporterMsg::Report(version, report) => (version, report),
+                ReporterMsg::Flush(done) => {
+                    let _ = done.send(());
+                    continue;
+                }
+            };
             let is_error = matches!(report, Report::Error { .. });
             if let Err(e) = backend.report(version, report.clone()).await {
                 warn!(?report, error = %format!("{e:#}"), "could not send Omaha event");
@@ -211,7 +231,7 @@ pub(super) struct Engine<B> {
     pub(super) next_check: Option<Instant>,
     pub(super) tx: mpsc::Sender<Msg>,
     events: broadcast::Sender<StatusReport>,
-    reports: mpsc::UnboundedSender<(String, Report)>,
+    pub(super) reports: mpsc::UnboundedSender<ReporterMsg>,
     install: Option<RunningInstall>,
     pub(super) install_started: Option<Instant>,
     reboot_flag: Option<bool>,
@@ -332,7 +352,7 @@ impl<B: Backend> Engine<B> {
 
     /// Queue an Omaha event (sent in order by the reporter task).
     pub(super) fn send_report(&self, version: String, report: Report) {
-        let _ = self.reports.send((version, report));
+        let _ = self.reports.send(ReporterMsg::Report(version, report));
     }
 
     /// Save `state.json`; a failure is logged (the next save retries).

@@ -107,6 +107,28 @@ async fn server_errors_back_off_without_a_busy_loop() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn reboot_waits_until_queued_events_were_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeBackend::new(SlotId::A, true, "boot-1");
+    // Each event takes 2 s to send: without the flush, `3/1` would still be
+    // queued when the reboot command runs.
+    fake.0.lock().unwrap().report_delay = Some(secs(2));
+    fake.push_check(Ok(CheckAnswer::Update(offer("2.0.0"))));
+    let (h, _t) = start_engine(&fake, Strategy::Immediate, dir.path()).await;
+    let mut rx = h.subscribe();
+    h.check().await.unwrap().unwrap();
+    wait_phase(&mut rx, "rebooting").await;
+    tokio::time::sleep(secs(30)).await;
+    let calls = fake.calls();
+    let installed = calls.iter().position(|c| c == "report 3/1 2.0.0");
+    let reboot = calls.iter().position(|c| c == "reboot");
+    assert!(
+        matches!((installed, reboot), (Some(i), Some(r)) if i < r),
+        "3/1 must be sent before the reboot: {calls:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn full_install_reports_in_order_and_reboots() {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeBackend::new(SlotId::A, true, "boot-1");

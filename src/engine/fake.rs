@@ -31,6 +31,8 @@ pub struct Inner {
     pub installs: VecDeque<InstallScript>,
     pub health: Option<Result<(), String>>,
     pub reboot_fails: bool,
+    /// How long each Omaha event takes to send (a slow server).
+    pub report_delay: Option<std::time::Duration>,
     pub lock_answers: VecDeque<Result<bool, LockError>>,
     pub release_answers: VecDeque<Result<(), LockError>>,
     pub pre_reboot: VecDeque<Result<(), String>>,
@@ -183,6 +185,10 @@ impl Backend for FakeBackend {
             }
             Report::Error { code } => format!("3/0 code={code}"),
         };
+        let delay = self.0.lock().unwrap().report_delay;
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
         self.log(format!("report {text} {version}"));
         Ok(())
     }

@@ -5,10 +5,11 @@
 
 use std::time::Duration;
 
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use super::actor::{Engine, Msg};
+use super::actor::{Engine, Msg, ReporterMsg, REPORT_FLUSH_TIMEOUT};
 use super::backend::{Backend, CheckAnswer, InstallError, InstallJob, Report};
 use super::failure::{self, Failure};
 use super::recovery::{recover, Recovery};
@@ -295,7 +296,17 @@ impl<B: Backend> Engine<B> {
     pub(super) fn spawn_reboot(&self) {
         let backend = self.backend.clone();
         let tx = self.tx.clone();
+        // Events are sent by a separate task; without this wait the reboot
+        // could cut off `3/1` (installed) or a rollback report still queued.
+        let (flushed_tx, flushed) = oneshot::channel();
+        let _ = self.reports.send(ReporterMsg::Flush(flushed_tx));
         tokio::spawn(async move {
+            if tokio::time::timeout(REPORT_FLUSH_TIMEOUT, flushed)
+                .await
+                .is_err()
+            {
+                warn!("Omaha events still unsent after the flush timeout; rebooting anyway");
+            }
             let result = backend.reboot().await.map_err(|e| format!("{e:#}"));
             let _ = tx.send(Msg::RebootDone(result)).await;
         });
