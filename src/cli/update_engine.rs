@@ -4,12 +4,13 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use tracing::{info, warn};
 
 use crate::config::{self, CommandLine, ConfigSources, Settings};
-use crate::engine::actor::{EngineSettings, RebootStrategy};
+use crate::engine::actor::{EngineSettings, RebootSettings};
 use crate::engine::api::AccessPolicy;
 use crate::engine::daemon::{self, DaemonOptions};
 use crate::engine::schedule::ScheduleSettings;
@@ -19,7 +20,11 @@ use crate::engine::system::disk::SlotDisk;
 use crate::engine::system::download::DownloadSettings;
 use crate::engine::system::health::HealthChecks;
 use crate::engine::system::omaha::{Identity, OmahaClient};
+use crate::engine::system::reboot::RebootActions;
 use crate::gpt::{emulated, find_host_disk};
+use crate::lock::{AnyLock, Backoff, EtcdLock, FleetLockClient};
+use crate::reboot::hooks::PreReboot;
+use crate::reboot::policy::RebootPolicy;
 use crate::reboot::Strategy;
 use crate::slot::SlotId;
 
@@ -71,6 +76,15 @@ pub struct Args {
     /// Persist a download checkpoint every this many bytes.
     #[arg(long = "checkpoint-bytes", value_name = "BYTES", default_value_t = crate::engine::system::download::CHECKPOINT_BYTES, hide = true)]
     pub checkpoint_bytes: u64,
+    /// Longest wait between two reboot lock attempts, in milliseconds
+    /// (the first waits at most 1 s; tests use short delays).
+    #[arg(
+        long = "lock-retry-max-ms",
+        value_name = "MS",
+        default_value_t = 60_000,
+        hide = true
+    )]
+    pub lock_retry_max_ms: u64,
     /// The systemctl program used by health checks.
     #[arg(long, value_name = "PROG", default_value = "systemctl")]
     pub systemctl: String,
@@ -205,16 +219,26 @@ impl Setup {
             ),
             None => None,
         };
-        let reboot = match settings.reboot.strategy {
-            Strategy::Off => RebootStrategy::Off,
-            Strategy::Immediate => RebootStrategy::Immediate,
-            other => {
-                warn!(
-                    strategy = %other,
-                    "this engine does not coordinate reboots through a lock yet; it stages updates and waits for an operator to reboot"
-                );
-                RebootStrategy::Off
-            }
+        let mut pre_reboot = PreReboot::from_settings(&settings.reboot);
+        if args.disk.is_some() {
+            // A sandbox reboot is emulated: the host's users are not warned.
+            pre_reboot.wall = None;
+        }
+        let coordination = RebootActions {
+            lock: reboot_lock(&settings, &machine_id)?,
+            pre_reboot,
+        };
+        let retry_max = std::time::Duration::from_millis(args.lock_retry_max_ms.max(1));
+        let reboot = RebootSettings {
+            policy: RebootPolicy {
+                strategy: settings.reboot.strategy,
+                windows: settings.reboot.windows.clone(),
+            },
+            lock_backoff: Backoff {
+                initial: retry_max.min(std::time::Duration::from_secs(1)),
+                max: retry_max,
+            },
+            ..RebootSettings::new(settings.reboot.strategy)
         };
         let reboot_command = match &args.reboot_command {
             Some(text) => {
@@ -257,6 +281,7 @@ impl Setup {
                 systemctl: args.systemctl.clone(),
             },
             reboot_command,
+            coordination,
         };
         let engine = EngineSettings {
             current_version: version.to_string(),
@@ -279,6 +304,28 @@ impl Setup {
             },
         })
     }
+}
+
+/// The cluster lock of the configured strategy, held by the machine id.
+fn reboot_lock(settings: &Settings, machine_id: &str) -> Result<Option<Arc<AnyLock>>> {
+    let lock = match settings.reboot.strategy {
+        Strategy::Off | Strategy::Immediate => return Ok(None),
+        Strategy::EtcdLock => AnyLock::Etcd(Box::new(
+            EtcdLock::new(&settings.lock.etcd, machine_id)
+                .context("setting up the etcd reboot lock")?,
+        )),
+        Strategy::FleetLock => {
+            let config =
+                settings.lock.fleet_lock.as_ref().context(
+                    "reboot.strategy is fleet-lock but lock.fleet_lock.base_url is not set",
+                )?;
+            AnyLock::FleetLock(Box::new(
+                FleetLockClient::new(config, machine_id)
+                    .context("setting up the FleetLock client")?,
+            ))
+        }
+    };
+    Ok(Some(Arc::new(lock)))
 }
 
 /// Sandbox: the image, its booted slot and a boot id. Each emulated boot

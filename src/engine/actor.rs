@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::backend::{Backend, CheckAnswer, InstallError, Report};
+use super::coordinate::Coordination;
+pub use super::coordinate::{RebootSettings, WallClock};
 use super::failure::Failure;
 use super::machine::{Machine, TransitionError};
 use super::metrics::Metrics;
@@ -30,15 +32,6 @@ const EVENTS_LEN: usize = 256;
 /// How long shutdown waits for the install to save its checkpoint.
 const SHUTDOWN_GRACE_SECS: u64 = 20;
 
-/// What to do once an update is staged (until full reboot coordination is wired).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RebootStrategy {
-    /// Never reboot; an operator does.
-    Off,
-    /// Run the reboot command as soon as the update is staged.
-    Immediate,
-}
-
 /// Settings of the engine's flow (the backend has its own).
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -48,8 +41,8 @@ pub struct EngineSettings {
     pub schedule: ScheduleSettings,
     /// Accept versions older than the running one.
     pub allow_downgrade: bool,
-    /// What to do once an update is staged.
-    pub reboot: RebootStrategy,
+    /// How a staged update gets its reboot (strategy, windows, lock retries).
+    pub reboot: RebootSettings,
     /// Wait after boot before the health checks of a trial boot.
     pub health_grace: Duration,
 }
@@ -70,6 +63,10 @@ pub(super) enum Msg {
     HealthDone(Result<(), String>),
     ErrorReported,
     RebootDone(Result<(), String>),
+    LockAttempt(Result<bool, crate::lock::LockError>),
+    LockFailed(String),
+    LockReleased(Result<(), crate::lock::LockError>),
+    HooksDone(Result<(), String>),
 }
 
 /// A cheap, clonable handle to the owner task.
@@ -161,6 +158,7 @@ pub async fn start<B: Backend>(
         install: None,
         install_started: None,
         reboot_flag: None,
+        coord: Coordination::default(),
     };
     engine.metrics.last_check_timestamp_seconds =
         engine.persisted.last_check.map(|t| t.timestamp());
@@ -217,6 +215,7 @@ pub(super) struct Engine<B> {
     install: Option<RunningInstall>,
     pub(super) install_started: Option<Instant>,
     reboot_flag: Option<bool>,
+    pub(super) coord: Coordination,
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -240,6 +239,7 @@ impl<B: Backend> Engine<B> {
                     self.handle(msg).await;
                 }
                 () = sleep_until(self.next_check) => self.timer_check(),
+                () = sleep_until(self.coord.timer) => self.on_coord_timer(),
             }
             self.publish();
         }
@@ -279,6 +279,10 @@ impl<B: Backend> Engine<B> {
                 }
             }
             Msg::RebootDone(result) => self.on_reboot_done(result),
+            Msg::LockAttempt(result) => self.on_lock_attempt(result),
+            Msg::LockFailed(kind) => self.metrics.lock_error(&kind),
+            Msg::LockReleased(result) => self.on_lock_released(result),
+            Msg::HooksDone(result) => self.on_hooks_done(result),
             Msg::Shutdown(_) => unreachable!("handled by the loop"),
         }
     }
@@ -306,7 +310,24 @@ impl<B: Backend> Engine<B> {
     }
 
     pub(super) fn report(&self) -> StatusReport {
-        StatusReport::new(self.machine.state(), &self.ctx, self.machine.seq())
+        self.report_of(self.machine.state(), self.machine.seq())
+    }
+
+    /// The status of `state`, with the reboot coordination note (why a
+    /// staged update is not rebooting yet) as its message.
+    fn report_of(&self, state: &State, seq: u64) -> StatusReport {
+        let mut report = StatusReport::new(state, &self.ctx, seq);
+        let coordinating = matches!(
+            state,
+            State::UpdatedNeedReboot { .. }
+                | State::WaitingForWindow { .. }
+                | State::WaitingForLock { .. }
+                | State::RunningPreRebootHooks { .. }
+        );
+        if coordinating && report.message.is_none() {
+            report.message = self.coord.note.clone();
+        }
+        report
     }
 
     /// Queue an Omaha event (sent in order by the reporter task).
@@ -412,7 +433,7 @@ impl<B: Backend> Engine<B> {
             }
         }
         for change in &changes {
-            let report = StatusReport::new(&change.to, &self.ctx, change.seq);
+            let report = self.report_of(&change.to, change.seq);
             let _ = self.events.send(report);
         }
     }

@@ -9,6 +9,7 @@ use crate::engine::failure::{self, Failure};
 use crate::engine::fake::{FakeBackend, InstallScript};
 use crate::engine::state::Offer;
 use crate::engine::store::{Installed, Operation, Outcome, Paths, Persisted, Stage, Store};
+use crate::reboot::Strategy;
 use crate::slot::SlotId;
 
 fn secs(s: u64) -> Duration {
@@ -24,12 +25,12 @@ fn offer(version: &str) -> Offer {
     }
 }
 
-fn settings(reboot: RebootStrategy) -> EngineSettings {
+fn settings(reboot: Strategy) -> EngineSettings {
     EngineSettings {
         current_version: "1.0.0".into(),
         schedule: ScheduleSettings::default(),
         allow_downgrade: false,
-        reboot,
+        reboot: RebootSettings::new(reboot),
         health_grace: secs(45),
     }
 }
@@ -40,7 +41,7 @@ fn store_in(dir: &Path) -> Store {
 
 async fn start_engine(
     fake: &FakeBackend,
-    reboot: RebootStrategy,
+    reboot: Strategy,
     dir: &Path,
 ) -> (Handle, JoinHandle<()>) {
     start(fake.clone(), settings(reboot), store_in(dir))
@@ -66,7 +67,7 @@ async fn wait_phase(rx: &mut broadcast::Receiver<StatusReport>, phase: &str) -> 
 async fn first_check_after_the_delay_then_periodic() {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeBackend::new(SlotId::A, true, "boot-1");
-    let (_h, _t) = start_engine(&fake, RebootStrategy::Off, dir.path()).await;
+    let (_h, _t) = start_engine(&fake, Strategy::Off, dir.path()).await;
     tokio::time::sleep(secs(377)).await;
     assert!(
         fake.calls_starting("check").is_empty(),
@@ -90,7 +91,7 @@ async fn server_errors_back_off_without_a_busy_loop() {
     for _ in 0..20 {
         fake.push_check(Err(Failure::http(500, "internal server error")));
     }
-    let (h, _t) = start_engine(&fake, RebootStrategy::Off, dir.path()).await;
+    let (h, _t) = start_engine(&fake, Strategy::Off, dir.path()).await;
     tokio::time::sleep(secs(3600)).await;
     // 420 + 60 + 120 + 240 + 480 + 960 + 1920 (± 10 %) within the hour.
     let checks = fake.calls_starting("check").len();
@@ -110,7 +111,7 @@ async fn full_install_reports_in_order_and_reboots() {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeBackend::new(SlotId::A, true, "boot-1");
     fake.push_check(Ok(CheckAnswer::Update(offer("2.0.0"))));
-    let (h, _t) = start_engine(&fake, RebootStrategy::Immediate, dir.path()).await;
+    let (h, _t) = start_engine(&fake, Strategy::Immediate, dir.path()).await;
     let mut rx = h.subscribe();
     let started = h.check().await.unwrap().unwrap();
     assert_eq!(started.status, "UPDATE_STATUS_CHECKING_FOR_UPDATE");
@@ -138,6 +139,7 @@ async fn full_install_reports_in_order_and_reboots() {
             "disable B",
             "install 2.0.0 to B resume=false",
             "set_install_ready B",
+            "pre_reboot 2.0.0",
             "reboot",
         ]
     );
@@ -187,7 +189,7 @@ async fn failed_install_reports_the_code_and_starts_clean() {
         failure::PAYLOAD_HASH_MISMATCH,
         "payload sha256 differs from the server's",
     )));
-    let (h, _t) = start_engine(&fake, RebootStrategy::Immediate, dir.path()).await;
+    let (h, _t) = start_engine(&fake, Strategy::Immediate, dir.path()).await;
     let mut rx = h.subscribe();
     h.check().await.unwrap().unwrap();
     let err = wait_phase(&mut rx, "reporting-error-event").await;
@@ -227,7 +229,7 @@ async fn a_check_while_busy_is_refused() {
     let fake = FakeBackend::new(SlotId::A, true, "boot-1");
     fake.push_check(Ok(CheckAnswer::Update(offer("2.0.0"))));
     fake.push_install(InstallScript::WaitForCancel);
-    let (h, _t) = start_engine(&fake, RebootStrategy::Off, dir.path()).await;
+    let (h, _t) = start_engine(&fake, Strategy::Off, dir.path()).await;
     let mut rx = h.subscribe();
     h.check().await.unwrap().unwrap();
     wait_phase(&mut rx, "downloading").await;
@@ -247,7 +249,7 @@ async fn shutdown_mid_download_saves_the_checkpoint_and_restart_resumes() {
     let fake = FakeBackend::new(SlotId::A, true, "boot-1");
     fake.push_check(Ok(CheckAnswer::Update(offer("2.0.0"))));
     fake.push_install(InstallScript::WaitForCancel);
-    let (h, task) = start_engine(&fake, RebootStrategy::Off, dir.path()).await;
+    let (h, task) = start_engine(&fake, Strategy::Off, dir.path()).await;
     let mut rx = h.subscribe();
     h.check().await.unwrap().unwrap();
     wait_phase(&mut rx, "downloading").await;
@@ -260,7 +262,7 @@ async fn shutdown_mid_download_saves_the_checkpoint_and_restart_resumes() {
 
     // Restart (same boot): the install resumes, after disabling the target again.
     let fake2 = FakeBackend::new(SlotId::A, true, "boot-1");
-    let (h, _t) = start_engine(&fake2, RebootStrategy::Off, dir.path()).await;
+    let (h, _t) = start_engine(&fake2, Strategy::Off, dir.path()).await;
     let mut rx = h.subscribe();
     wait_phase(&mut rx, "updated-need-reboot").await;
     assert_eq!(
@@ -297,7 +299,7 @@ async fn trial_boot_passes_health_checks_and_is_marked_good() {
         .save(&persisted_install("2.0.0"))
         .unwrap();
     let fake = FakeBackend::new(SlotId::B, false, "boot-2");
-    let (h, _t) = start_engine(&fake, RebootStrategy::Immediate, dir.path()).await;
+    let (h, _t) = start_engine(&fake, Strategy::Immediate, dir.path()).await;
     assert_eq!(h.status().await.unwrap().phase, "trial-boot");
     let mut rx = h.subscribe();
     tokio::time::sleep(secs(44)).await;
@@ -328,7 +330,7 @@ async fn trial_boot_failing_health_checks_marks_bad_and_reboots() {
         .unwrap();
     let fake = FakeBackend::new(SlotId::B, false, "boot-2");
     fake.set_health(Err("unit sshd.service is failed".into()));
-    let (h, _t) = start_engine(&fake, RebootStrategy::Off, dir.path()).await;
+    let (h, _t) = start_engine(&fake, Strategy::Off, dir.path()).await;
     let mut rx = h.subscribe();
     let r = wait_phase(&mut rx, "rebooting").await;
     assert_eq!(r.status, "UPDATE_STATUS_ATTEMPTING_ROLLBACK");
@@ -347,7 +349,7 @@ async fn rollback_is_reported_and_that_version_never_retried() {
     let fake = FakeBackend::new(SlotId::A, true, "boot-2");
     fake.push_check(Ok(CheckAnswer::Update(offer("2.0.0"))));
     fake.push_check(Ok(CheckAnswer::Update(offer("2.0.1"))));
-    let (h, _t) = start_engine(&fake, RebootStrategy::Off, dir.path()).await;
+    let (h, _t) = start_engine(&fake, Strategy::Off, dir.path()).await;
     let status = h.status().await.unwrap();
     assert_eq!(status.phase, "rolled-back");
     tokio::time::sleep(secs(1)).await;
@@ -381,7 +383,7 @@ async fn staged_update_survives_a_restart_and_a_newer_release_replaces_it() {
     let fake = FakeBackend::new(SlotId::A, true, "boot-1");
     fake.push_check(Ok(CheckAnswer::Update(offer("2.0.0"))));
     fake.push_check(Ok(CheckAnswer::Update(offer("3.0.0"))));
-    let (h, _t) = start_engine(&fake, RebootStrategy::Off, dir.path()).await;
+    let (h, _t) = start_engine(&fake, Strategy::Off, dir.path()).await;
     assert_eq!(h.status().await.unwrap().phase, "updated-need-reboot");
     let mut rx = h.subscribe();
     // Same version offered again: keep waiting for the reboot.
@@ -420,7 +422,7 @@ async fn an_install_aimed_at_the_booted_slot_is_dropped_at_start() {
         .unwrap();
     store.save_checkpoint(&7u64).unwrap();
     let fake = FakeBackend::new(SlotId::A, true, "boot-1");
-    let (h, _t) = start_engine(&fake, RebootStrategy::Off, dir.path()).await;
+    let (h, _t) = start_engine(&fake, Strategy::Off, dir.path()).await;
     assert_eq!(h.status().await.unwrap().phase, "idle");
     assert!(fake.calls().is_empty(), "the booted slot is never touched");
     assert_eq!(store.load().unwrap().operation, None);
@@ -435,10 +437,10 @@ async fn a_failing_reboot_command_keeps_the_staged_update() {
         .unwrap();
     let fake = FakeBackend::new(SlotId::A, true, "boot-1");
     fake.0.lock().unwrap().reboot_fails = true;
-    let (h, _t) = start_engine(&fake, RebootStrategy::Immediate, dir.path()).await;
+    let (h, _t) = start_engine(&fake, Strategy::Immediate, dir.path()).await;
     let mut rx = h.subscribe();
     wait_phase(&mut rx, "updated-need-reboot").await;
-    assert_eq!(fake.calls(), ["reboot"]);
+    assert_eq!(fake.calls(), ["pre_reboot 2.0.0", "reboot"]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -447,7 +449,7 @@ async fn damaged_state_file_stops_the_start_with_a_clear_error() {
     let store = store_in(dir.path());
     std::fs::write(store.paths().state_dir.join("state.json"), b"{").unwrap();
     let fake = FakeBackend::new(SlotId::A, true, "boot-1");
-    let err = start(fake, settings(RebootStrategy::Off), store)
+    let err = start(fake, settings(Strategy::Off), store)
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("move it away"), "{err:#}");
@@ -458,7 +460,7 @@ async fn bad_offer_version_is_a_response_error() {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeBackend::new(SlotId::A, true, "boot-1");
     fake.push_check(Ok(CheckAnswer::Update(offer("not-a-version"))));
-    let (h, _t) = start_engine(&fake, RebootStrategy::Off, dir.path()).await;
+    let (h, _t) = start_engine(&fake, Strategy::Off, dir.path()).await;
     let mut rx = h.subscribe();
     h.check().await.unwrap().unwrap();
     let r = wait_phase(&mut rx, "reporting-error-event").await;

@@ -13,6 +13,7 @@ use super::failure::Failure;
 use super::recovery::BootFacts;
 use super::state::Offer;
 use super::store::Store;
+use crate::lock::LockError;
 use crate::slot::SlotId;
 
 /// What an update check found.
@@ -135,4 +136,22 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Run the reboot command; returning means it was started (or failed).
     fn reboot(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// One attempt to take this node's reboot lock slot, without waiting:
+    /// `Ok(true)` = held (taken now or earlier), `Ok(false)` = all slots
+    /// taken. The owner task retries with backoff. Only called for the lock
+    /// strategies.
+    fn lock_try_acquire(&self) -> impl Future<Output = Result<bool, LockError>> + Send;
+
+    /// One attempt to give this node's slot back (fine when it holds none;
+    /// FleetLock `steady-state`). Only called for the lock strategies.
+    fn lock_release(&self) -> impl Future<Output = Result<(), LockError>> + Send;
+
+    /// The steps before the reboot command: pre-reboot hooks (each with a
+    /// timeout), the warning to logged-in users, the grace delay. `Err` says
+    /// why the reboot is cancelled.
+    fn pre_reboot(
+        &self,
+        version: Option<String>,
+    ) -> impl Future<Output = Result<(), String>> + Send;
 }

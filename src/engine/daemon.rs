@@ -114,13 +114,14 @@ async fn watchdog(handle: Handle) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::actor::RebootStrategy;
+    use crate::engine::actor::RebootSettings;
     use crate::engine::api::client::Client;
     use crate::engine::backend::CheckAnswer;
     use crate::engine::fake::{FakeBackend, InstallScript};
     use crate::engine::schedule::ScheduleSettings;
     use crate::engine::state::Offer;
     use crate::engine::store::Paths;
+    use crate::reboot::Strategy;
     use crate::slot::SlotId;
 
     #[tokio::test]
@@ -140,7 +141,7 @@ mod tests {
             current_version: "1.0.0".into(),
             schedule: ScheduleSettings::default(),
             allow_downgrade: false,
-            reboot: RebootStrategy::Off,
+            reboot: RebootSettings::new(Strategy::Off),
             health_grace: Duration::ZERO,
         };
         let socket = dir.path().join("run/control.sock");
@@ -185,7 +186,7 @@ mod tests {
             current_version: "1.0.0".into(),
             schedule: ScheduleSettings::default(),
             allow_downgrade: false,
-            reboot: RebootStrategy::Off,
+            reboot: RebootSettings::new(Strategy::Off),
             health_grace: Duration::ZERO,
         };
         let fake = FakeBackend::new(SlotId::A, true, "b");

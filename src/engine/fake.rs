@@ -10,6 +10,7 @@ use super::backend::{Backend, CheckAnswer, InstallError, InstallJob, ProgressSin
 use super::failure::Failure;
 use super::recovery::BootFacts;
 use super::store::Store;
+use crate::lock::LockError;
 use crate::slot::SlotId;
 
 /// How a scripted install behaves.
@@ -30,6 +31,9 @@ pub struct Inner {
     pub installs: VecDeque<InstallScript>,
     pub health: Option<Result<(), String>>,
     pub reboot_fails: bool,
+    pub lock_answers: VecDeque<Result<bool, LockError>>,
+    pub release_answers: VecDeque<Result<(), LockError>>,
+    pub pre_reboot: VecDeque<Result<(), String>>,
     pub calls: Vec<String>,
 }
 
@@ -60,6 +64,21 @@ impl FakeBackend {
 
     pub fn set_health(&self, result: Result<(), String>) {
         self.0.lock().unwrap().health = Some(result);
+    }
+
+    /// Answers of the next lock attempts (then: held).
+    pub fn push_lock(&self, answer: Result<bool, LockError>) {
+        self.0.lock().unwrap().lock_answers.push_back(answer);
+    }
+
+    /// Answers of the next releases (then: ok).
+    pub fn push_release(&self, answer: Result<(), LockError>) {
+        self.0.lock().unwrap().release_answers.push_back(answer);
+    }
+
+    /// Results of the next pre-reboot steps (then: ok).
+    pub fn push_pre_reboot(&self, result: Result<(), String>) {
+        self.0.lock().unwrap().pre_reboot.push_back(result);
     }
 
     pub fn calls(&self) -> Vec<String> {
@@ -174,5 +193,23 @@ impl Backend for FakeBackend {
             anyhow::bail!("reboot command exited with status 1");
         }
         Ok(())
+    }
+
+    async fn lock_try_acquire(&self) -> Result<bool, LockError> {
+        self.log("lock acquire".into());
+        let next = self.0.lock().unwrap().lock_answers.pop_front();
+        next.unwrap_or(Ok(true))
+    }
+
+    async fn lock_release(&self) -> Result<(), LockError> {
+        self.log("lock release".into());
+        let next = self.0.lock().unwrap().release_answers.pop_front();
+        next.unwrap_or(Ok(()))
+    }
+
+    async fn pre_reboot(&self, version: Option<String>) -> Result<(), String> {
+        self.log(format!("pre_reboot {}", version.unwrap_or_default()));
+        let next = self.0.lock().unwrap().pre_reboot.pop_front();
+        next.unwrap_or(Ok(()))
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use super::actor::{Engine, Msg, RebootStrategy};
+use super::actor::{Engine, Msg};
 use super::backend::{Backend, CheckAnswer, InstallError, InstallJob, Report};
 use super::failure::{self, Failure};
 use super::recovery::{recover, Recovery};
@@ -287,20 +287,12 @@ impl<B: Backend> Engine<B> {
         }
     }
 
+    /// A staged update waits: coordinate its reboot (see `coordinate`).
     fn maybe_reboot(&mut self) {
-        match self.settings.reboot {
-            RebootStrategy::Off => {
-                info!("reboot strategy is off: waiting for an operator to reboot");
-            }
-            RebootStrategy::Immediate => {
-                if self.machine.reboot().is_ok() {
-                    self.spawn_reboot();
-                }
-            }
-        }
+        self.coordinate();
     }
 
-    fn spawn_reboot(&self) {
+    pub(super) fn spawn_reboot(&self) {
         let backend = self.backend.clone();
         let tx = self.tx.clone();
         tokio::spawn(async move {
@@ -319,8 +311,8 @@ impl<B: Backend> Engine<B> {
             State::Rebooting {
                 reason: RebootReason::Update { .. },
             } => {
-                // Try again at the next check time, not in a loop.
-                let _ = self.machine.reboot_cancelled();
+                // Try again later, not in a loop; the slot goes back meanwhile.
+                self.cancel_reboot(format!("the reboot command failed: {e}"));
             }
             _ => error!("rollback reboot failed: reboot this machine by hand"),
         }
@@ -328,7 +320,15 @@ impl<B: Backend> Engine<B> {
 
     /// At start: act on the persisted state and the facts of this boot.
     pub(super) async fn recover(&mut self) {
-        match recover(&self.persisted, &self.facts) {
+        let decision = recover(&self.persisted, &self.facts);
+        // A trial boot keeps its slot until it is marked good. Any other
+        // start gives back a slot this node may still hold (Flatcar#408), so
+        // a node that needs another reboot waits for the window without
+        // blocking the group; FleetLock hears `steady-state`.
+        if !matches!(decision, Recovery::TrialBoot { .. }) {
+            self.release_lock("this node is not on a trial boot");
+        }
+        match decision {
             Recovery::Fresh => {}
             Recovery::ResumeInstall(op) => {
                 info!(version = %op.offer.version, stage = ?op.stage, "resuming interrupted install");
@@ -388,6 +388,7 @@ impl<B: Backend> Engine<B> {
         self.save();
         self.history(attempt);
         self.metrics.error(f.kind());
+        self.release_lock("the node came back on the old slot");
         let _ = self.machine.rolled_back(version.clone());
         self.send_report(version, Report::Error { code: f.code });
     }
@@ -446,6 +447,8 @@ impl<B: Backend> Engine<B> {
         self.save();
         self.history(attempt);
         let _ = self.machine.health_ok();
+        // Only now, with the new slot marked good, may another node reboot.
+        self.release_lock("the new boot was marked good");
         self.send_report(version, Report::Booted { previous_version });
     }
 }

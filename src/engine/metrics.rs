@@ -20,7 +20,20 @@ pub struct Metrics {
     pub last_check_timestamp_seconds: Option<i64>,
     /// Duration of the last successful install, from offer to GPT flip.
     pub last_update_duration_seconds: Option<f64>,
+    /// Failed reboot lock calls by error kind (FleetLock `kind`, `unavailable`, ...).
+    pub lock_errors_total: BTreeMap<String, u64>,
+    /// Whether this node holds a reboot lock slot it took.
+    pub lock_held: bool,
 }
+
+/// The reboot coordination phases, each a series of `update_engine_reboot_phase`.
+const REBOOT_PHASES: [&str; 5] = [
+    "updated-need-reboot",
+    "waiting-for-window",
+    "waiting-for-lock",
+    "running-pre-reboot-hooks",
+    "rebooting",
+];
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
@@ -31,6 +44,11 @@ impl Metrics {
     /// Count one failure of `kind`.
     pub fn error(&mut self, kind: &'static str) {
         *self.errors_total.entry(kind).or_default() += 1;
+    }
+
+    /// Count one failed reboot lock call of `kind`.
+    pub fn lock_error(&mut self, kind: &str) {
+        *self.lock_errors_total.entry(kind.to_string()).or_default() += 1;
     }
 
     /// The Prometheus text exposition (version 0.0.4) of the counters and
@@ -105,6 +123,40 @@ impl Metrics {
             state.status(),
             state.phase()
         );
+        header(
+            &mut out,
+            "update_engine_reboot_phase",
+            "gauge",
+            "1 for the current reboot coordination phase, 0 for the others.",
+        );
+        for phase in REBOOT_PHASES {
+            let on = u8::from(state.phase() == phase);
+            let _ = writeln!(out, "update_engine_reboot_phase{{phase=\"{phase}\"}} {on}");
+        }
+        header(
+            &mut out,
+            "update_engine_lock_errors_total",
+            "counter",
+            "Failed reboot lock calls by error kind.",
+        );
+        for (kind, n) in &self.lock_errors_total {
+            let kind = kind.replace(['\\', '"', '\n'], "_");
+            let _ = writeln!(
+                out,
+                "update_engine_lock_errors_total{{kind=\"{kind}\"}} {n}"
+            );
+        }
+        header(
+            &mut out,
+            "update_engine_reboot_lock_held",
+            "gauge",
+            "1 while this node holds a reboot lock slot it took.",
+        );
+        let _ = writeln!(
+            out,
+            "update_engine_reboot_lock_held {}",
+            u8::from(self.lock_held)
+        );
         out
     }
 }
@@ -125,6 +177,9 @@ mod tests {
         m.error("http");
         m.error("http");
         m.error("write");
+        m.lock_error("lock_held");
+        m.lock_error("lock_held");
+        m.lock_error("bad\"kind");
         let text = m.render(&State::Idle);
         for line in [
             "# TYPE update_engine_checks_total counter",
@@ -136,6 +191,10 @@ mod tests {
             "update_engine_last_check_timestamp_seconds 1800000000",
             "update_engine_update_duration_seconds 12.500",
             "update_engine_state{status=\"UPDATE_STATUS_IDLE\",phase=\"idle\"} 1",
+            "update_engine_reboot_phase{phase=\"waiting-for-lock\"} 0",
+            "update_engine_lock_errors_total{kind=\"lock_held\"} 2",
+            "update_engine_lock_errors_total{kind=\"bad_kind\"} 1",
+            "update_engine_reboot_lock_held 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
@@ -145,7 +204,7 @@ mod tests {
         // Every sample has HELP and TYPE lines before it.
         let helps = text.lines().filter(|l| l.starts_with("# HELP")).count();
         let types = text.lines().filter(|l| l.starts_with("# TYPE")).count();
-        assert_eq!((helps, types), (7, 7));
+        assert_eq!((helps, types), (10, 10));
     }
 
     #[test]

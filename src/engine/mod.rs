@@ -4,6 +4,7 @@
 pub mod actor;
 pub mod api;
 pub mod backend;
+mod coordinate;
 pub mod daemon;
 pub mod failure;
 #[cfg(test)]

@@ -142,6 +142,7 @@ grace_seconds = 0
 [reboot]
 strategy = "immediate"
 command = ["true"]
+grace_seconds = 0
 "#,
             url = self.url,
             keys = repo().join("fixtures/keys").display(),

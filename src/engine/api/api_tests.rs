@@ -2,12 +2,13 @@ use std::path::PathBuf;
 
 use super::client::Client;
 use super::*;
-use crate::engine::actor::{start, EngineSettings, RebootStrategy};
+use crate::engine::actor::{start, EngineSettings, RebootSettings};
 use crate::engine::backend::CheckAnswer;
 use crate::engine::fake::{FakeBackend, InstallScript};
 use crate::engine::schedule::ScheduleSettings;
 use crate::engine::state::Offer;
 use crate::engine::store::{Paths, Store};
+use crate::reboot::Strategy;
 use crate::slot::SlotId;
 
 struct Running {
@@ -31,7 +32,7 @@ async fn run(fake: &FakeBackend, policy: AccessPolicy) -> Running {
         current_version: "1.0.0".into(),
         schedule: ScheduleSettings::default(),
         allow_downgrade: false,
-        reboot: RebootStrategy::Off,
+        reboot: RebootSettings::new(Strategy::Off),
         health_grace: std::time::Duration::ZERO,
     };
     let (handle, _task) = start(fake.clone(), settings, store).await.unwrap();

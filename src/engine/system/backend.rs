@@ -15,6 +15,7 @@ use super::disk::SlotDisk;
 use super::download::{Download, DownloadSettings};
 use super::health::HealthChecks;
 use super::omaha::{http_client, OmahaClient};
+use super::reboot::RebootActions;
 use crate::config::CommandLine;
 use crate::engine::backend::{
     Backend, CheckAnswer, InstallError, InstallJob, ProgressSink, Report,
@@ -23,6 +24,7 @@ use crate::engine::failure::{self, Failure};
 use crate::engine::recovery::BootFacts;
 use crate::engine::store::Store;
 use crate::io::Region;
+use crate::lock::LockError;
 use crate::payload::{Applier, ApplyError, ApplyPolicy, Checkpoint, KeyId, TrustedKeys};
 use crate::slot::SlotId;
 use crate::version::OsVersion;
@@ -66,6 +68,8 @@ pub struct SystemBackend {
     pub health: HealthChecks,
     /// The reboot command.
     pub reboot_command: CommandLine,
+    /// The cluster lock and the pre-reboot steps.
+    pub coordination: RebootActions,
 }
 
 fn write_failure(e: anyhow::Error) -> InstallError {
@@ -262,5 +266,17 @@ impl Backend for SystemBackend {
         )
         .await
         .map_err(|e| anyhow::anyhow!(e))
+    }
+
+    async fn lock_try_acquire(&self) -> Result<bool, LockError> {
+        self.coordination.try_acquire().await
+    }
+
+    async fn lock_release(&self) -> Result<(), LockError> {
+        self.coordination.release().await
+    }
+
+    async fn pre_reboot(&self, version: Option<String>) -> Result<(), String> {
+        self.coordination.pre_reboot(version.as_deref()).await
     }
 }

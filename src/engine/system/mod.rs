@@ -8,4 +8,5 @@ pub mod disk;
 pub mod download;
 pub mod health;
 pub mod omaha;
+pub mod reboot;
 pub mod stall;
