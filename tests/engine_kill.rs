@@ -58,6 +58,30 @@ async fn sigkill_mid_download_then_restart_completes_the_update() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_download_is_checkpointed_by_time_not_only_by_bytes() {
+    // Default byte threshold (16 MiB) is more than this whole payload: only
+    // the one-second checkpoint interval can save progress before the kill.
+    let mut sb = Sandbox::new(4, 8, &["download/throttle:1M@1"]).await;
+    sb.small_checkpoints = false;
+    sb.write_config("1.0.0", STAGE_ONLY);
+    let (mut child, client) = sb.spawn_process().await;
+    wait_for_bytes(&client, 2 << 20).await;
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    let checkpoint = std::fs::read_to_string(sb.state_dir().join("checkpoint.json"))
+        .expect("a time-based checkpoint was saved before the kill");
+    let value: serde_json::Value = serde_json::from_str(&checkpoint).unwrap();
+    let offset = value["offset"].as_u64().unwrap_or(0);
+    assert!(
+        offset >= 1 << 20,
+        "checkpoint offset {offset}: {checkpoint}"
+    );
+    let [a, b] = sb.slots();
+    assert_eq!(b.priority, 0, "{b:?}");
+    assert!(a.successful && a.priority > 0, "{a:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_download_saves_the_checkpoint_and_resume_is_cheap() {
     let sb = Sandbox::new(4, 8, &["download/throttle:1M@1"]).await;
     sb.write_config("1.0.0", STAGE_ONLY);

@@ -41,6 +41,10 @@ const BATCH_BYTES: usize = 512 << 10;
 const PROGRESS_BYTES: u64 = 1 << 20;
 /// Persist a checkpoint every this many bytes.
 pub const CHECKPOINT_BYTES: u64 = 16 << 20;
+/// ... or after this long, whichever comes first (as update_engine's
+/// one-second checkpoint frequency): on a slow link a byte threshold alone
+/// would let a power cut throw away minutes of download.
+pub const CHECKPOINT_INTERVAL_MS: u64 = 1000;
 /// First delay between retries; doubles up to `RETRY_CAP_SECS`.
 const RETRY_BASE_MS: u64 = 500;
 const RETRY_CAP_SECS: u64 = 30;
@@ -54,8 +58,10 @@ pub struct DownloadSettings {
     pub stall_window: Duration,
     /// Minimum bytes per stall window.
     pub stall_min_bytes: u64,
-    /// Persist a checkpoint every this many payload bytes.
+    /// Persist a checkpoint every this many payload bytes...
     pub checkpoint_bytes: u64,
+    /// ... or when this much time passed since the last one with new bytes.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for DownloadSettings {
@@ -65,6 +71,7 @@ impl Default for DownloadSettings {
             stall_window: Duration::from_secs(super::stall::STALL_WINDOW_SECS),
             stall_min_bytes: super::stall::STALL_MIN_BYTES,
             checkpoint_bytes: CHECKPOINT_BYTES,
+            checkpoint_interval: Duration::from_millis(CHECKPOINT_INTERVAL_MS),
         }
     }
 }
@@ -154,6 +161,7 @@ struct Feed {
     hasher: Option<Sha256>,
     last_progress: u64,
     last_checkpoint: u64,
+    last_checkpoint_at: tokio::time::Instant,
 }
 
 impl Download<'_> {
@@ -191,6 +199,7 @@ impl Download<'_> {
             hasher: checkpoint.is_none().then(Sha256::new),
             last_progress: 0,
             last_checkpoint: 0,
+            last_checkpoint_at: tokio::time::Instant::now(),
         };
         let result = self.fetch_all(&segments, &mut feed).await;
         let Feed { tx, hasher, .. } = feed;
@@ -407,9 +416,14 @@ impl Download<'_> {
         if feed.pending.len() >= BATCH_BYTES {
             flush(feed).await?;
         }
-        if feed.pos - feed.last_checkpoint >= self.settings.checkpoint_bytes {
+        let unsaved = feed.pos - feed.last_checkpoint;
+        if unsaved >= self.settings.checkpoint_bytes
+            || (unsaved > 0
+                && feed.last_checkpoint_at.elapsed() >= self.settings.checkpoint_interval)
+        {
             flush(feed).await?;
             feed.last_checkpoint = feed.pos;
+            feed.last_checkpoint_at = tokio::time::Instant::now();
             let _ = feed.tx.send(Cmd::Save).await;
         }
         if feed.pos - feed.last_progress >= PROGRESS_BYTES || feed.pos == self.offer.size {
