@@ -5,6 +5,7 @@
 //! server received. The tests (`tests/demo.rs`) run the same code quietly.
 
 pub mod display;
+mod fleet;
 pub mod images;
 pub mod node;
 mod single;
@@ -19,6 +20,8 @@ use crate::server::{EventRecord, RecordKind, Server, ServerConfig, ServerHandle}
 use crate::slot::SlotId;
 use display::Display;
 
+pub use fleet::{FleetReport, TimelineEntry};
+
 /// How long to wait for the server to receive an event the engine queued.
 const EVENT_SETTLE_SECS: u64 = 10;
 
@@ -29,6 +32,8 @@ pub enum Scenario {
     Happy,
     /// Version 2 fails its health check: marked bad, falls back to slot A.
     Rollback,
+    /// Several machines reboot through an etcd lock, at most `max` at once.
+    Fleet,
 }
 
 /// What to run and how loudly.
@@ -36,6 +41,10 @@ pub enum Scenario {
 pub struct Options {
     /// The scenario.
     pub scenario: Scenario,
+    /// Number of machines (fleet).
+    pub nodes: usize,
+    /// Reboot lock slots (fleet).
+    pub max: u32,
     /// Keep the working files in this directory instead of a temporary one.
     pub keep: Option<PathBuf>,
     /// Print nothing.
@@ -84,6 +93,8 @@ pub struct Report {
     pub final_phase: Vec<String>,
     /// Every event the server received, in arrival order.
     pub events: Vec<Event>,
+    /// The reboot timeline (fleet only).
+    pub fleet: Option<FleetReport>,
     /// Wall time of the whole run.
     pub elapsed: Duration,
 }
@@ -92,6 +103,10 @@ pub struct Report {
 pub async fn run(options: &Options) -> Result<Report> {
     let started = Instant::now();
     let display = Display::new(options.quiet);
+    // Check before building anything: the fleet needs etcd.
+    if options.scenario == Scenario::Fleet {
+        fleet::check_prerequisites(options)?;
+    }
     let (_temp, dir) = workdir(options.keep.as_deref())?;
     display.say(&format!(
         "update-server demo ({:?}) in {}",
@@ -99,9 +114,9 @@ pub async fn run(options: &Options) -> Result<Report> {
         dir.display()
     ));
     let mut report = match options.scenario {
-        Scenario::Happy | Scenario::Rollback => {
-            single::run(&dir, options.scenario, &display).await?
-        }
+        Scenario::Happy => single::run(&dir, false, &display).await?,
+        Scenario::Rollback => single::run(&dir, true, &display).await?,
+        Scenario::Fleet => fleet::run(&dir, options, &display).await?,
     };
     report.elapsed = started.elapsed();
     display.say(&format!("\nDone in {:.1} s.", report.elapsed.as_secs_f64()));
