@@ -22,7 +22,7 @@ pub struct Args {
     /// Keep the working files (disks, payloads, keys, state) in this new or empty directory.
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
-    /// Print nothing; the exit code tells the result.
+    /// Print nothing on stdout; the exit code tells the result (engine warnings still go to stderr).
     #[arg(long)]
     pub quiet: bool,
 }
