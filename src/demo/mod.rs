@@ -9,6 +9,7 @@ mod fleet;
 pub mod images;
 pub mod node;
 mod single;
+pub mod timeline;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -20,7 +21,8 @@ use crate::server::{EventRecord, RecordKind, Server, ServerConfig, ServerHandle}
 use crate::slot::SlotId;
 use display::Display;
 
-pub use fleet::{FleetReport, TimelineEntry};
+pub use fleet::FleetReport;
+pub use timeline::TimelineEntry;
 
 /// How long to wait for the server to receive an event the engine queued.
 const EVENT_SETTLE_SECS: u64 = 10;
