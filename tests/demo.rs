@@ -8,6 +8,8 @@ use ab_updater::slot::SlotId;
 fn options(scenario: Scenario) -> Options {
     Options {
         scenario,
+        nodes: 1,
+        max: 1,
         keep: None,
         quiet: true,
     }
@@ -119,4 +121,73 @@ fn the_binary_runs_the_demo_quietly() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_reboots_through_etcd_never_more_than_max_at_once() {
+    let mut opts = options(Scenario::Fleet);
+    opts.nodes = 4;
+    opts.max = 2;
+    let report = demo::run(&opts).await.unwrap();
+    let fleet = report.fleet.as_ref().unwrap();
+    assert!(
+        (1..=2).contains(&fleet.max_holders_seen),
+        "{}",
+        fleet.max_holders_seen
+    );
+    // Replaying the timeline's lock changes gives the same bound.
+    let mut held = 0i32;
+    let mut took = 0;
+    for e in &fleet.timeline {
+        if e.what.starts_with("took a reboot lock slot") {
+            held += 1;
+            took += 1;
+        } else if e.what.starts_with("released its slot") {
+            held -= 1;
+        }
+        assert!(held <= 2, "{:#?}", fleet.timeline);
+    }
+    assert_eq!(
+        (took, held),
+        (4, 0),
+        "every node took a slot and gave it back"
+    );
+    assert_eq!(report.booted_after, [SlotId::B; 4]);
+    for [a, b] in &report.slots_after {
+        assert!(
+            b.successful && b.tries == 0 && b.priority > a.priority,
+            "{a:?} {b:?}"
+        );
+    }
+    // Each machine reported the whole cycle, in order.
+    let mut machines: Vec<&str> = report
+        .events
+        .iter()
+        .map(|e| e.machine_id.as_str())
+        .collect();
+    machines.sort();
+    machines.dedup();
+    assert_eq!(machines.len(), 4);
+    for m in machines {
+        let mine: Vec<Event> = report
+            .events
+            .iter()
+            .filter(|e| e.machine_id == m)
+            .cloned()
+            .collect();
+        assert_eq!(codes(&mine), ["13/1", "14/1", "3/1", "3/2"], "{m}");
+    }
+}
+
+#[test]
+fn fleet_without_etcd_says_how_to_install_it() {
+    let empty = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_update-server"))
+        .args(["demo", "--scenario", "fleet", "--quiet"])
+        .env("PATH", empty.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("apt-get install etcd-server"), "{stderr}");
 }

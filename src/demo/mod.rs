@@ -5,9 +5,11 @@
 //! server received. The tests (`tests/demo.rs`) run the same code quietly.
 
 pub mod display;
+mod fleet;
 pub mod images;
 pub mod node;
 mod single;
+pub mod timeline;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -19,6 +21,9 @@ use crate::server::{EventRecord, RecordKind, Server, ServerConfig, ServerHandle}
 use crate::slot::SlotId;
 use display::Display;
 
+pub use fleet::FleetReport;
+pub use timeline::TimelineEntry;
+
 /// How long to wait for the server to receive an event the engine queued.
 const EVENT_SETTLE_SECS: u64 = 10;
 
@@ -29,6 +34,8 @@ pub enum Scenario {
     Happy,
     /// Version 2 fails its health check: marked bad, falls back to slot A.
     Rollback,
+    /// Several machines reboot through an etcd lock, at most `max` at once.
+    Fleet,
 }
 
 /// What to run and how loudly.
@@ -36,6 +43,10 @@ pub enum Scenario {
 pub struct Options {
     /// The scenario.
     pub scenario: Scenario,
+    /// Number of machines (fleet).
+    pub nodes: usize,
+    /// Reboot lock slots (fleet).
+    pub max: u32,
     /// Keep the working files in this directory instead of a temporary one.
     pub keep: Option<PathBuf>,
     /// Print nothing.
@@ -84,6 +95,8 @@ pub struct Report {
     pub final_phase: Vec<String>,
     /// Every event the server received, in arrival order.
     pub events: Vec<Event>,
+    /// The reboot timeline (fleet only).
+    pub fleet: Option<FleetReport>,
     /// Wall time of the whole run.
     pub elapsed: Duration,
 }
@@ -92,6 +105,10 @@ pub struct Report {
 pub async fn run(options: &Options) -> Result<Report> {
     let started = Instant::now();
     let display = Display::new(options.quiet);
+    // Check before building anything: the fleet needs etcd.
+    if options.scenario == Scenario::Fleet {
+        fleet::check_prerequisites(options)?;
+    }
     let (_temp, dir) = workdir(options.keep.as_deref())?;
     display.say(&format!(
         "update-server demo ({:?}) in {}",
@@ -99,9 +116,9 @@ pub async fn run(options: &Options) -> Result<Report> {
         dir.display()
     ));
     let mut report = match options.scenario {
-        Scenario::Happy | Scenario::Rollback => {
-            single::run(&dir, options.scenario, &display).await?
-        }
+        Scenario::Happy => single::run(&dir, false, &display).await?,
+        Scenario::Rollback => single::run(&dir, true, &display).await?,
+        Scenario::Fleet => fleet::run(&dir, options, &display).await?,
     };
     report.elapsed = started.elapsed();
     display.say(&format!("\nDone in {:.1} s.", report.elapsed.as_secs_f64()));

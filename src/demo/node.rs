@@ -23,6 +23,17 @@ use crate::slot::SlotId;
 const STEP_TIMEOUT_SECS: u64 = 120;
 /// How long the engine may take to bind its socket.
 const START_TIMEOUT_SECS: u64 = 30;
+/// The health check of a good boot (any command that exits 0 would do).
+pub const HEALTHY: &[&str] = &["true"];
+
+/// The `[reboot]` section of the demo: `strategy`, and a reboot command
+/// that does nothing: the demo emulates the reboot itself once the engine
+/// says it is rebooting. No users to warn, no grace period.
+pub fn reboot_toml(strategy: &str) -> String {
+    format!(
+        "[reboot]\nstrategy = \"{strategy}\"\ncommand = [\"true\"]\nwall = false\ngrace_seconds = 0\n"
+    )
+}
 
 /// One machine: disk, directories, identity and the version in each slot.
 #[derive(Debug)]
@@ -38,6 +49,8 @@ pub struct Node {
     config_dir: PathBuf,
     /// The OS version in each slot (what its os-release would say).
     versions: [Option<String>; 2],
+    /// More `update-engine` flags.
+    pub engine_args: Vec<String>,
 }
 
 impl Node {
@@ -59,6 +72,7 @@ impl Node {
             dir,
             disk,
             versions: [Some(V1.to_string()), None],
+            engine_args: Vec::new(),
         };
         node.boot()?;
         Ok(node)
@@ -145,7 +159,7 @@ write_group = "{group}"
     /// Start the engine on this node (sandbox mode, in-process).
     pub async fn start(&self) -> Result<Engine> {
         let run = self.dir.join("run");
-        let args: Vec<std::ffi::OsString> = vec![
+        let mut args: Vec<std::ffi::OsString> = vec![
             "update-engine".into(),
             "--config-dir".into(),
             self.config_dir.clone().into(),
@@ -159,6 +173,7 @@ write_group = "{group}"
             "--systemctl".into(),
             "true".into(),
         ];
+        args.extend(self.engine_args.iter().map(Into::into));
         let args = Args::try_parse_from(args).context("building the engine's command line")?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(run_until(args, async move {
@@ -200,15 +215,39 @@ impl Engine {
 
     /// Ask for an update check and follow until a phase in `until`.
     pub async fn check_until(&self, until: &[&str], display: &Display) -> Result<StatusReport> {
-        let mut events = self.client.events().await?;
-        let started = self.client.check().await?;
-        follow(&mut events, started.seq, until, display).await
+        let mut progress = display.progress();
+        let last = self.check_observed(until, &mut |r| progress.show(r)).await;
+        progress.finish();
+        last
     }
 
     /// Follow the event stream until a phase in `until`.
     pub async fn wait_for(&self, until: &[&str], display: &Display) -> Result<StatusReport> {
+        let mut progress = display.progress();
+        let last = self.wait_observed(until, &mut |r| progress.show(r)).await;
+        progress.finish();
+        last
+    }
+
+    /// [`Engine::check_until`], handing every report to `observe`.
+    pub async fn check_observed(
+        &self,
+        until: &[&str],
+        observe: &mut (dyn FnMut(&StatusReport) + Send),
+    ) -> Result<StatusReport> {
         let mut events = self.client.events().await?;
-        follow(&mut events, 0, until, display).await
+        let started = self.client.check().await?;
+        follow(&mut events, started.seq, until, observe).await
+    }
+
+    /// [`Engine::wait_for`], handing every report to `observe`.
+    pub async fn wait_observed(
+        &self,
+        until: &[&str],
+        observe: &mut (dyn FnMut(&StatusReport) + Send),
+    ) -> Result<StatusReport> {
+        let mut events = self.client.events().await?;
+        follow(&mut events, 0, until, observe).await
     }
 }
 
@@ -216,14 +255,12 @@ async fn follow(
     events: &mut crate::engine::api::client::Events,
     since: u64,
     until: &[&str],
-    display: &Display,
+    observe: &mut (dyn FnMut(&StatusReport) + Send),
 ) -> Result<StatusReport> {
-    let mut progress = display.progress();
     let step = async {
         while let Some(report) = events.next().await? {
-            progress.show(&report);
+            observe(&report);
             if report.seq >= since && until.contains(&report.phase.as_str()) {
-                progress.finish();
                 return Ok(report);
             }
         }

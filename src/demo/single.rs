@@ -9,23 +9,18 @@ use anyhow::{ensure, Result};
 
 use super::display::Display;
 use super::images::{self, ImageKind, V2};
-use super::node::Node;
-use super::{events_table, serve, settle, Event, Report, Scenario};
+use super::node::{reboot_toml, Node, HEALTHY};
+use super::{events_table, serve, settle, Event, Report};
 use crate::engine::status::human_bytes;
 use crate::slot::SlotId;
 
-/// The health check of a good boot (any command that exits 0 would do).
-const HEALTHY: &[&str] = &["true"];
 /// The health check of version 2 in the rollback scenario.
 const UNHEALTHY: &[&str] = &["false"];
-/// Strategy `immediate` with a reboot command that does nothing: the demo
-/// emulates the reboot itself once the engine says it is rebooting. No
-/// users to warn, no grace period.
-const REBOOT_TOML: &str =
-    "[reboot]\nstrategy = \"immediate\"\ncommand = [\"true\"]\nwall = false\ngrace_seconds = 0\n";
 
 /// Run `happy` or `rollback` in `dir`.
-pub(super) async fn run(dir: &Path, scenario: Scenario, display: &Display) -> Result<Report> {
+/// `rollback`: version 2 fails its health check.
+pub(super) async fn run(dir: &Path, rollback: bool, display: &Display) -> Result<Report> {
+    let reboot = reboot_toml("immediate");
     display.step("Building OS versions 1.0.0 and 2.0.0, a signing key and payloads");
     let build = tokio::task::block_in_place(|| images::build(dir))?;
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
@@ -52,7 +47,7 @@ pub(super) async fn run(dir: &Path, scenario: Scenario, display: &Display) -> Re
     display.step(&format!("update-server listening on {url}"));
 
     display.step("Starting update-engine on 1.0.0 and asking for an update check");
-    node.write_config(&build, &url, &[HEALTHY], REBOOT_TOML)?;
+    node.write_config(&build, &url, &[HEALTHY], &reboot)?;
     let engine = node.start().await?;
     let last = engine
         .check_until(&["rebooting", "reporting-error-event"], display)
@@ -76,26 +71,23 @@ pub(super) async fn run(dir: &Path, scenario: Scenario, display: &Display) -> Re
         "the bootloader picked {booted}, not {target}"
     );
 
-    let health = match scenario {
-        Scenario::Rollback => UNHEALTHY,
-        Scenario::Happy => HEALTHY,
-    };
+    let health = if rollback { UNHEALTHY } else { HEALTHY };
     display.step(&format!(
         "Starting update-engine on {} with health check {health:?}",
         node.booted_version()?
     ));
-    node.write_config(&build, &url, &[health], REBOOT_TOML)?;
+    node.write_config(&build, &url, &[health], &reboot)?;
     let engine = node.start().await?;
     let last = engine.wait_for(&["good", "rebooting"], display).await?;
     engine.stop().await?;
 
-    let (final_phase, events) = match scenario {
-        Scenario::Happy => {
+    let (final_phase, events) = match rollback {
+        false => {
             ensure!(last.phase == "good", "2.0.0 was not marked good");
             let events = settle(&server, |e| has(e, 3, 2)).await?;
             ("good".to_string(), events)
         }
-        Scenario::Rollback => {
+        true => {
             ensure!(
                 last.status == "UPDATE_STATUS_ATTEMPTING_ROLLBACK",
                 "expected a rollback reboot, got {}",
@@ -113,7 +105,7 @@ pub(super) async fn run(dir: &Path, scenario: Scenario, display: &Display) -> Re
                 "Starting update-engine on {}",
                 node.booted_version()?
             ));
-            node.write_config(&build, &url, &[HEALTHY], REBOOT_TOML)?;
+            node.write_config(&build, &url, &[HEALTHY], &reboot)?;
             let engine = node.start().await?;
             let last = engine.wait_for(&["rolled-back"], display).await?;
             engine.stop().await?;
@@ -139,6 +131,7 @@ pub(super) async fn run(dir: &Path, scenario: Scenario, display: &Display) -> Re
         booted_after: vec![booted_slot(&node)?],
         final_phase: vec![final_phase],
         events,
+        fleet: None,
         elapsed: Duration::ZERO,
     })
 }

@@ -13,10 +13,16 @@ pub struct Args {
     /// Which story to tell.
     #[arg(long, value_enum, default_value = "happy")]
     pub scenario: Scenario,
+    /// Machines in the fleet scenario.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub nodes: usize,
+    /// Reboot lock slots in the fleet scenario: at most this many reboot at once.
+    #[arg(long, value_name = "M", default_value_t = 2)]
+    pub max: u32,
     /// Keep the working files (disks, payloads, keys, state) in this new or empty directory.
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
-    /// Print nothing; the exit code tells the result.
+    /// Print nothing on stdout; the exit code tells the result (engine warnings still go to stderr).
     #[arg(long)]
     pub quiet: bool,
 }
@@ -30,6 +36,8 @@ pub fn run(args: Args) -> Result<()> {
         .context("starting the async runtime")?;
     let options = Options {
         scenario: args.scenario,
+        nodes: args.nodes,
+        max: args.max,
         keep: args.keep,
         quiet: args.quiet,
     };
