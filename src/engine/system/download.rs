@@ -486,22 +486,24 @@ mod tests {
     use crate::server::{PayloadFile, Releases, Server, ServerConfig};
     use std::io::{Cursor, Read, Seek, SeekFrom, Write};
 
-    /// A slot that fills up (ENOSPC) after `room` bytes were written.
-    struct FullDisk {
+    /// A slot whose writes fail with `errno` after `room` bytes were
+    /// written: ENOSPC for a full disk, EIO/ENODEV for one that went away.
+    struct FailingDisk {
         data: Cursor<Vec<u8>>,
         room: u64,
+        errno: i32,
     }
 
-    impl Read for FullDisk {
+    impl Read for FailingDisk {
         fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
             self.data.read(buf)
         }
     }
 
-    impl Write for FullDisk {
+    impl Write for FailingDisk {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             if self.room < buf.len() as u64 {
-                return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+                return Err(std::io::Error::from_raw_os_error(self.errno));
             }
             self.room -= buf.len() as u64;
             self.data.write(buf)
@@ -511,13 +513,13 @@ mod tests {
         }
     }
 
-    impl Seek for FullDisk {
+    impl Seek for FailingDisk {
         fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
             self.data.seek(pos)
         }
     }
 
-    impl Device for FullDisk {
+    impl Device for FailingDisk {
         fn sync(&mut self) -> std::io::Result<()> {
             Ok(())
         }
@@ -525,6 +527,22 @@ mod tests {
 
     #[tokio::test]
     async fn a_disk_that_fills_up_mid_write_is_a_write_error() {
+        let f = install_onto_failing_disk(libc::ENOSPC).await;
+        assert_eq!(f.code, failure::WRITE_ERROR, "{f}");
+    }
+
+    #[tokio::test]
+    async fn a_disk_that_disappears_mid_write_is_a_write_error() {
+        for errno in [libc::EIO, libc::ENODEV] {
+            let f = install_onto_failing_disk(errno).await;
+            assert_eq!(f.code, failure::WRITE_ERROR, "errno {errno}: {f}");
+            let os_text = std::io::Error::from_raw_os_error(errno).to_string();
+            assert!(f.message.contains(&os_text), "errno {errno}: {f}");
+        }
+    }
+
+    /// Download a 3 MiB image's payload into a slot that fails after 1 MiB.
+    async fn install_onto_failing_disk(errno: i32) -> Failure {
         let dir = tempfile::tempdir().unwrap();
         let image: Vec<u8> = (0..(3u32 << 20))
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
@@ -569,11 +587,12 @@ mod tests {
             now: std::time::SystemTime::now(),
             min_signatures: 1,
         };
-        let slot = FullDisk {
+        let slot = FailingDisk {
             data: Cursor::new(vec![0; 4 << 20]),
             room: 1 << 20,
+            errno,
         };
-        let applier: Applier<FullDisk, Cursor<Vec<u8>>> =
+        let applier: Applier<FailingDisk, Cursor<Vec<u8>>> =
             Applier::new(slot, None, keys, policy, None);
         let (tx, mut rx) = mpsc::channel(16);
         tokio::spawn(async move { while rx.recv().await.is_some() {} });
@@ -592,11 +611,11 @@ mod tests {
             .run(applier, None, dir.path().join("checkpoint.json"))
             .await
             .unwrap_err();
+        server.shutdown().await.unwrap();
         let InstallError::Failed(f) = err else {
             panic!("expected a failure, got {err:?}");
         };
-        assert_eq!(f.code, failure::WRITE_ERROR, "{f}");
-        server.shutdown().await.unwrap();
+        f
     }
 
     #[test]
