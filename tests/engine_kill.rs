@@ -61,11 +61,14 @@ async fn sigkill_mid_download_then_restart_completes_the_update() {
 async fn slow_download_is_checkpointed_by_time_not_only_by_bytes() {
     // Default byte threshold (16 MiB) is more than this whole payload: only
     // the one-second checkpoint interval can save progress before the kill.
-    let mut sb = Sandbox::new(4, 8, &["download/throttle:1M@1"]).await;
+    // Checkpoints are at operation boundaries (2 MiB ops): at 1 MiB/s the
+    // first op is complete ~2 s in, and the kill comes ~2.5 s later, so at
+    // least one time-based checkpoint falls after it.
+    let mut sb = Sandbox::new(8, 16, &["download/throttle:1M@1"]).await;
     sb.small_checkpoints = false;
     sb.write_config("1.0.0", STAGE_ONLY);
     let (mut child, client) = sb.spawn_process().await;
-    wait_for_bytes(&client, 2 << 20).await;
+    wait_for_bytes(&client, 9 << 19).await;
     kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
     child.wait().unwrap();
     let checkpoint = std::fs::read_to_string(sb.state_dir().join("checkpoint.json"))
