@@ -102,7 +102,7 @@ async fn run(plan: &Plan, endpoint: &str, full: bool) {
                 )
             })
             .collect();
-        // Connect every node first: measure the lock, not 50 TCP+HTTP/2 handshakes.
+        // Connect every node first: measure the lock, not 50 TCP handshakes.
         for node in &nodes {
             node.status().await.expect("status");
         }

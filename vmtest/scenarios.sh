@@ -92,7 +92,7 @@ say sector=$(slots_json | sed -n 's/.*"sector_size":\([0-9]*\).*/\1/p')
 serve_payloads
 start_engine
 case $(booted) in
-A)  sleep 300 ;;
+A)  sleep 100 ;;
 B)  if wait_for 120 has_event 3 2; then
         say b_successful=$(slot_attr B successful)
         vm_exit 16
@@ -223,6 +223,8 @@ S
 # Omaha to update-server serve on the guest's 127.0.0.1; payloads come from
 # the read-only third drive (mkpayloads). Each boot's console carries the
 # engine's phase changes (VMTEST-PHASE) and, at the end, the server's events.
+# While the engine works, a step script sleeps 100 s (less than the 120 s boot
+# timeout): if the engine never reboots, the script prints its phase and log.
 
 # events LOG: the server's events as TYPE/RESULT[/errorcode] lines, in order.
 events() {
@@ -256,7 +258,7 @@ serve_payloads
 [ "$(booted)" = B ] && [ ! -e /var/lib/vmtest/again ] && say trial=$(slot_attr B tries)/$(slot_attr B successful)
 start_engine
 case $(booted) in
-A)  sleep 300 ;;  # the engine installs and reboots
+A)  sleep 100 ;;  # the engine installs and reboots
 B)  if wait_for 120 has_event 3 2; then
         say b_successful=$(slot_attr B successful)
         if [ ! -e /var/lib/vmtest/again ]; then touch /var/lib/vmtest/again; reboot -f; fi
@@ -308,10 +310,10 @@ A)  if [ -e /var/lib/vmtest/tried-b ]; then
         vm_exit 16
     fi
     start_engine
-    sleep 300 ;;
+    sleep 100 ;;
 B)  touch /var/lib/vmtest/tried-b /etc/vmtest-unhealthy
     start_engine
-    sleep 300 ;;
+    sleep 100 ;;
 esac
 say stuck=$(phase)
 tail -n 30 /var/lib/vmtest/engine.log
@@ -343,7 +345,7 @@ scenario_powercut_apply() {
 serve_payloads releases-full.toml --fault throttle:2M
 start_engine
 case $(booted) in
-A)  sleep 300 ;;
+A)  sleep 100 ;;
 B)  if wait_for 120 has_event 3 2; then
         say resumed=$(grep -c 'resuming interrupted install' /var/lib/vmtest/engine.log)
         show_events

@@ -50,6 +50,8 @@ pub struct Sandbox {
     pub server: Option<ServerHandle>,
     pub url: String,
     pub config_dir: PathBuf,
+    /// Checkpoint every MiB (so kill tests find one); the benchmark keeps the default.
+    pub small_checkpoints: bool,
 }
 
 impl Sandbox {
@@ -90,6 +92,7 @@ impl Sandbox {
             payload_len,
             server: None,
             url: String::new(),
+            small_checkpoints: true,
         };
         sandbox.serve(faults).await;
         sandbox.boot();
@@ -184,7 +187,7 @@ grace_seconds = 0
     /// The engine's command line (without the program name).
     pub fn arg_list(&self) -> Vec<std::ffi::OsString> {
         let run = self.dir.path().join("run");
-        vec![
+        let base: Vec<std::ffi::OsString> = vec![
             "--config-dir".into(),
             self.config_dir.clone().into(),
             "--disk".into(),
@@ -195,9 +198,15 @@ grace_seconds = 0
             run.into(),
             "--systemctl".into(),
             "true".into(),
-            "--checkpoint-bytes".into(),
-            "1048576".into(),
-        ]
+        ];
+        base.into_iter()
+            .chain(
+                self.small_checkpoints
+                    .then(|| ["--checkpoint-bytes".into(), "1048576".into()])
+                    .into_iter()
+                    .flatten(),
+            )
+            .collect()
     }
 
     pub fn args(&self) -> Args {

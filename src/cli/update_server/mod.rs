@@ -1,8 +1,9 @@
 //! `update-server`: test and demo tooling: test disks, the bootloader
-//! emulation and the Omaha update server (`demo` comes with its issue).
+//! emulation, the Omaha update server and the demo of the whole cycle.
 //! Each subcommand's arguments and `run` live in their own file.
 
 pub mod boot;
+pub mod demo;
 pub mod make_disk;
 pub mod serve;
 
@@ -31,6 +32,8 @@ pub enum Command {
     MakeDisk(make_disk::Args),
     /// Emulate the bootloader (GRUB gptprio.next): pick a slot, use a try.
     Boot(boot::Args),
+    /// Run the whole A/B update cycle on emulated disks (see README).
+    Demo(demo::Args),
 }
 
 /// Run one `update-server` command.
@@ -39,5 +42,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::MakeDisk(args) => make_disk::run(&args),
         Command::Boot(args) => boot::run(&args),
+        Command::Demo(args) => demo::run(args),
     }
 }

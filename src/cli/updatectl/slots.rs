@@ -118,6 +118,18 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// The `updatectl slots` table of an image, with its last emulated boot
+/// (the demo prints it before and after an update).
+pub fn table(path: &std::path::Path) -> Result<String> {
+    let disk = open_disk(path, false)?;
+    let booted = emulated::last(path)
+        .ok()
+        .flatten()
+        .filter(|b| disk.slot_by_partuuid(b.partuuid) == Some(b.slot))
+        .map(|b| b.slot);
+    Ok(text(&report(&disk, path.display().to_string(), booted)))
+}
+
 fn apply(disk: &mut AbDisk<File>, action: Action) -> Result<(SlotId, &'static str)> {
     Ok(match action {
         Action::MarkGood { slot } => (slot, disk.mark_good(slot).map(|()| "marked good")?),

@@ -17,12 +17,13 @@ use super::{Backoff, Holding, LockError, RebootLock};
 mod client;
 pub mod keys;
 pub mod semaphore;
+mod watch;
 pub mod wire;
 
 use client::Connection;
 pub use client::Timeouts;
 pub use semaphore::{AcquireOutcome, Holder, Semaphore, SemaphoreError};
-use wire::{b64, EventType, RangeResponse, TxnResponse, WatchMessage};
+use wire::{b64, RangeResponse, TxnResponse};
 
 /// Timing knobs of [`EtcdLock`]; the defaults suit production.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,94 +285,9 @@ impl EtcdLock {
         }
     }
 
-    /// Wait until the key changes after `revision` in a way that may free a
-    /// slot, at most `recheck`; returns the new value when the watch saw it.
-    /// Falls back to a backoff sleep when the watch cannot be set up.
-    async fn wait_for_change(&self, revision: i64) -> Option<Read> {
-        let body = json!({ "create_request": {
-            "key": b64(self.key.as_bytes()),
-            "start_revision": (revision + 1).to_string(),
-        }});
-        let holder = self.holder.as_str();
-        let watch = self.conn.run(|member| {
-            let body = &body;
-            async move {
-                let mut stream = member.stream("/v3/watch", body).await?;
-                while let Some(message) = stream.next::<WatchMessage>().await? {
-                    let resp = match (message.result, message.error) {
-                        (_, Some(error)) => {
-                            return Err(client::stream_failure(error.grpc_code, &error.message))
-                        }
-                        (Some(resp), None) => resp,
-                        (None, None) => continue,
-                    };
-                    if resp.canceled {
-                        // A compacted start revision: re-read. Any other
-                        // reason (an expired token, no permission) is an
-                        // error, so `run` logs in again or we back off
-                        // instead of re-watching in a tight loop.
-                        if resp.compact_revision > 0 {
-                            return Ok(Some(None));
-                        }
-                        return Err(client::canceled(&resp.cancel_reason));
-                    }
-                    if let Some(event) = resp.events.iter().rev().find(|e| may_have_room(e, holder))
-                    {
-                        return Ok(Some(seed_from(event)));
-                    }
-                }
-                Ok(None)
-            }
-        });
-        match tokio::time::timeout(self.tuning.recheck, watch).await {
-            Ok(Ok(Some(Some((value, mod_revision))))) => {
-                // A value we cannot parse is left to the next read to report.
-                let sem = self.parse_value(&value).ok()?;
-                Some(Read {
-                    current: Some((sem, mod_revision)),
-                    revision: mod_revision,
-                })
-            }
-            Ok(Ok(Some(None))) | Err(_) => None,
-            Ok(Ok(None)) => {
-                self.sleep(0).await;
-                None
-            }
-            Ok(Err(err)) => {
-                tracing::warn!(key = %self.key, error = %err, "cannot watch the reboot semaphore");
-                self.sleep(0).await;
-                None
-            }
-        }
-    }
-
     async fn sleep(&self, attempt: u32) {
         let unit = rand::Rng::gen(&mut rand::thread_rng());
         tokio::time::sleep(self.tuning.backoff.delay(attempt, unit)).await;
-    }
-}
-
-/// The value and mod_revision a PUT event carries; `None` for anything else
-/// (a delete), which the caller answers with a fresh read.
-fn seed_from(event: &wire::Event) -> Option<(Vec<u8>, i64)> {
-    let kv = event.kv.as_ref()?;
-    (event.kind == EventType::Put).then(|| (kv.value.clone(), kv.mod_revision))
-}
-
-/// Whether a watch event is worth a re-read: anything but a value that is
-/// still full (another node taking a slot). Waking every waiter on every
-/// write would make all of them re-read and race for nothing.
-fn may_have_room(event: &wire::Event, holder: &str) -> bool {
-    let Some(kv) = &event.kv else {
-        return true;
-    };
-    if event.kind != EventType::Put {
-        return true;
-    }
-    match Semaphore::parse(&kv.value) {
-        Ok(sem) => sem.available() > 0 || sem.is_held_by(holder),
-        // A broken value: re-read so the caller reports it.
-        Err(_) => true,
     }
 }
 
@@ -384,6 +300,7 @@ impl RebootLock for EtcdLock {
     async fn acquire(&self) -> Result<(), LockError> {
         let mut failures = 0u32;
         let mut known = None;
+        let mut watch = None;
         let mut announced = false;
         loop {
             match self.try_acquire_from(known.take()).await {
@@ -412,7 +329,7 @@ impl RebootLock for EtcdLock {
                         );
                         announced = true;
                     }
-                    known = self.wait_for_change(revision).await;
+                    known = self.wait_for_change(&mut watch, revision).await;
                 }
                 Err(err) if err.is_transient() => {
                     tracing::warn!(key = %self.key, error = %err, "cannot take a reboot slot yet");
