@@ -62,6 +62,9 @@ pub fn render(r: &StatusReport) -> String {
             "  error:         {code}: {}\n",
             r.message.as_deref().unwrap_or("")
         );
+    } else if let Some(note) = &r.message {
+        // Reboot coordination: why the staged update is not rebooting yet.
+        out += &format!("  reboot:        {note}\n");
     }
     if let Some(t) = r.window_opens {
         out += &format!("  window opens:  {}\n", t.to_rfc3339());
@@ -122,5 +125,29 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("  last check:    never\n"), "{text}");
+    }
+
+    #[test]
+    fn renders_the_window_opening_and_why_the_reboot_waits() {
+        let opens = chrono::Utc.with_ymd_and_hms(2025, 3, 8, 23, 0, 0).unwrap();
+        let state = State::WaitingForWindow {
+            staged: crate::engine::state::Staged {
+                version: "2.0.0".into(),
+                slot: SlotId::B,
+            },
+            until: opens,
+        };
+        let mut report = StatusReport::new(&state, &ReportContext::default(), 1);
+        report.message =
+            Some("waiting for the maintenance window, which opens at 2025-03-08T23:00:00Z".into());
+        let text = render(&report);
+        assert!(
+            text.contains("  reboot:        waiting for the maintenance window, which opens at 2025-03-08T23:00:00Z\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  window opens:  2025-03-08T23:00:00+00:00\n"),
+            "{text}"
+        );
     }
 }
