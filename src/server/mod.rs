@@ -194,3 +194,28 @@ async fn stall(state: &AppState, faults: &[FaultKind]) -> bool {
         _ = state.cancel.cancelled() => false,
     }
 }
+
+/// The faults every endpoint answers the same way, before its own: stalls
+/// first (whatever their order; shutdown during a stall gives up on the
+/// request), then the first `http-500` or `redirect-loop`. `None` means the
+/// endpoint goes on with its own faults.
+async fn common_fault_answer(
+    state: &AppState,
+    faults: &[FaultKind],
+    uri: &Uri,
+) -> Option<Response> {
+    if !stall(state, faults).await {
+        return Some(StatusCode::SERVICE_UNAVAILABLE.into_response());
+    }
+    faults.iter().find_map(|fault| match fault {
+        FaultKind::Http500 => Some(
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "injected fault: http-500\n",
+            )
+                .into_response(),
+        ),
+        FaultKind::RedirectLoop => Some(redirect_to_self(uri)),
+        _ => None,
+    })
+}

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::faults::{FaultKind, Target};
 use super::range::{self, RangeAnswer};
-use super::{redirect_to_self, stall, AppState};
+use super::{common_fault_answer, AppState};
 
 /// Read size for streaming payloads: large reads keep syscalls and
 /// blocking-pool hops per byte low.
@@ -71,21 +71,11 @@ pub(super) async fn handle(
     let mut len = file.size;
     let mut honour_range = true;
     let mut body_faults = BodyFaults::default();
-    // Stalls come first, whatever the order of the faults; shutdown during
-    // a stall gives up on this request.
-    if !stall(&state, &faults).await {
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    if let Some(answer) = common_fault_answer(&state, &faults, &uri).await {
+        return answer;
     }
     for fault in &faults {
         match *fault {
-            FaultKind::Http500 => {
-                return (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "injected fault: http-500\n",
-                )
-                    .into_response()
-            }
-            FaultKind::RedirectLoop => return redirect_to_self(&uri),
             FaultKind::Truncate(n) => len = len.min(n),
             FaultKind::NoRange => honour_range = false,
             FaultKind::DropAt(n) => body_faults.drop_at = Some(n),

@@ -11,7 +11,7 @@ use chrono::Timelike;
 
 use super::faults::{FaultKind, Target};
 use super::releases::Releases;
-use super::{codebase, redirect_to_self, stall, AppState};
+use super::{codebase, common_fault_answer, AppState};
 use crate::omaha::{
     Action, AppRequest, AppResponse, DayStart, Manifest, Package, Request, Response,
     UpdateCheckResponse, UpdateStatus,
@@ -180,21 +180,11 @@ pub(super) async fn handle(
     let mut tweaks = Tweaks::default();
     let mut broken_xml = false;
     let mut huge = None;
-    // Stalls come first, whatever the order of the faults; shutdown during
-    // a stall gives up on this request.
-    if !stall(&state, &faults).await {
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    if let Some(answer) = common_fault_answer(&state, &faults, &uri).await {
+        return answer;
     }
     for fault in &faults {
         match *fault {
-            FaultKind::Http500 => {
-                return (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "injected fault: http-500\n",
-                )
-                    .into_response()
-            }
-            FaultKind::RedirectLoop => return redirect_to_self(&uri),
             FaultKind::NoUpdate => tweaks.noupdate = true,
             FaultKind::WrongSha256 => tweaks.wrong_sha256 = true,
             FaultKind::WrongSize => tweaks.wrong_size = true,
