@@ -2,7 +2,8 @@
 
 mod gpt_support;
 
-use std::path::Path;
+use gpt_support::{p, stderr, stdout};
+
 use std::process::{Command, Output};
 
 use ab_updater::gpt::open_disk;
@@ -13,18 +14,6 @@ fn updatectl(args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 #[test]
