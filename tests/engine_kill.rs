@@ -58,7 +58,7 @@ async fn sigkill_mid_download_then_restart_completes_the_update() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_download_is_checkpointed_by_time_not_only_by_bytes() {
+async fn slow_download_is_checkpointed_by_time() {
     // Default byte threshold (16 MiB) is more than this whole payload: only
     // the one-second checkpoint interval can save progress before the kill.
     // Checkpoints are at operation boundaries (2 MiB ops): at 1 MiB/s the

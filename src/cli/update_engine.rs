@@ -73,7 +73,8 @@ pub struct Args {
     /// A download with less than 1 KiB in this many seconds has stalled.
     #[arg(long = "stall-seconds", value_name = "SECS", default_value_t = crate::engine::system::stall::STALL_WINDOW_SECS, hide = true)]
     pub stall_seconds: u64,
-    /// Persist a download checkpoint every this many bytes.
+    /// Persist a download checkpoint every this many bytes, as well as
+    /// once a second (0: only by time).
     #[arg(long = "checkpoint-bytes", value_name = "BYTES", default_value_t = crate::engine::system::download::CHECKPOINT_BYTES, hide = true)]
     pub checkpoint_bytes: u64,
     /// Longest wait between two reboot lock attempts, in milliseconds
@@ -96,6 +97,8 @@ pub fn run(args: Args) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         // Two workers are plenty: the engine is I/O bound and small.
         .worker_threads(2)
+        // Named so `top -H` and profiles tell the daemon's threads apart.
+        .thread_name("update-engine")
         .enable_all()
         .build()
         .context("starting the async runtime")?;
@@ -271,7 +274,8 @@ impl Setup {
             },
             download: DownloadSettings {
                 stall_window: std::time::Duration::from_secs(args.stall_seconds.max(1)),
-                checkpoint_bytes: args.checkpoint_bytes.max(1 << 20),
+                checkpoint_bytes: (args.checkpoint_bytes > 0)
+                    .then(|| args.checkpoint_bytes.max(1 << 20)),
                 ..DownloadSettings::default()
             },
             health: HealthChecks {

@@ -13,6 +13,14 @@ use std::io::{self, Cursor, Read, Seek, Write};
 pub trait Device: Read + Write + Seek {
     /// Make every write issued so far durable (fsync of the data for files).
     fn sync(&mut self) -> io::Result<()>;
+
+    /// A second handle on the same file whose `sync_data` makes this
+    /// device's writes durable from another thread while writing goes on
+    /// (`None`: only [`sync`](Self::sync) can). Writes issued before such a
+    /// sync starts are durable when it returns.
+    fn sync_handle(&self) -> Option<File> {
+        None
+    }
 }
 
 impl Device for File {
@@ -20,6 +28,12 @@ impl Device for File {
         // Data only: the file size and timestamps of an image file or a block
         // device do not matter for a slot's bytes.
         self.sync_data()
+    }
+
+    fn sync_handle(&self) -> Option<File> {
+        // A dup'd descriptor shares the open file: fsync on it covers every
+        // write made through this one.
+        self.try_clone().ok()
     }
 }
 
@@ -38,5 +52,9 @@ impl Device for Cursor<&mut [u8]> {
 impl<D: Device + ?Sized> Device for &mut D {
     fn sync(&mut self) -> io::Result<()> {
         (**self).sync()
+    }
+
+    fn sync_handle(&self) -> Option<File> {
+        (**self).sync_handle()
     }
 }

@@ -127,6 +127,10 @@ impl<D: Device> Device for Region<D> {
         self.dev.flush()?;
         self.dev.sync()
     }
+
+    fn sync_handle(&self) -> Option<std::fs::File> {
+        self.dev.sync_handle()
+    }
 }
 
 #[cfg(test)]
@@ -180,5 +184,23 @@ mod tests {
     fn sync_flushes_the_device() {
         let mut r = Region::new(dev(), 0, 4).unwrap();
         r.sync().unwrap();
+        assert!(r.sync_handle().is_none(), "memory has no second handle");
+    }
+
+    #[test]
+    fn a_file_region_has_a_sync_handle_on_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk");
+        std::fs::write(&path, [0u8; 64]).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let mut r = Region::new(file, 16, 16).unwrap();
+        r.write_all(&[7; 16]).unwrap();
+        let handle = r.sync_handle().expect("a file has a second handle");
+        handle.sync_data().unwrap();
+        assert_eq!(&std::fs::read(&path).unwrap()[16..32], &[7; 16]);
     }
 }

@@ -401,6 +401,13 @@ impl<W: Device, S: Read + Seek> Applier<W, S> {
         })
     }
 
+    /// A second handle on the target that makes its writes durable from
+    /// another thread (see [`Device::sync_handle`]); with it a caller can
+    /// persist [`checkpoint`](Self::checkpoint)s without pausing the apply.
+    pub fn sync_handle(&self) -> Option<std::fs::File> {
+        self.target.sync_handle()
+    }
+
     /// Sync the target, then persist the checkpoint atomically at `path`.
     /// Returns whether one was written (none before the prefix verified).
     pub fn save_checkpoint(&mut self, path: &Path) -> anyhow::Result<bool> {

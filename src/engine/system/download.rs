@@ -1,6 +1,11 @@
 //! Download a payload over HTTP(S) straight into the payload applier, which
-//! writes the target slot. One pass, bounded memory: the network side feeds
-//! a blocking worker that owns the applier through a short channel.
+//! writes the target slot. One pass, bounded memory: the network side hands
+//! the received chunks, uncopied, to two blocking workers through short
+//! channels: one owns the applier, the other computes the Omaha sha256 of
+//! the whole file. Hashing on its own thread keeps the network side (which
+//! also shares the machine with whatever serves it) from becoming the
+//! bottleneck: the payload is hashed twice (whole file here, per operation
+//! in the applier) and both run in parallel.
 //!
 //! Interruptions: a dropped connection or stall resumes with a `Range`
 //! request from the exact byte reached (the applier keeps its state), within
@@ -13,6 +18,7 @@
 //! slot still guarantee integrity.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,6 +29,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::checkpointer::Checkpointer;
 use super::omaha::error_chain;
 use super::stall::StallDetector;
 use crate::engine::backend::{InstallError, ProgressSink};
@@ -32,18 +39,21 @@ use crate::engine::state::Offer;
 use crate::io::Device;
 use crate::payload::{Applier, ApplyError, Checkpoint, VerifiedImage};
 
-/// Batches queued between the network and the applier (bounds memory).
-const QUEUE_BATCHES: usize = 8;
+/// Batches queued between the network and each worker (bounds memory).
+const QUEUE_BATCHES: usize = 4;
 /// Network chunks are gathered into batches of this size before they go to
-/// the applier thread: fewer thread wake-ups, at most 4.5 MiB in flight.
+/// the workers: fewer thread wake-ups. Both queues share the batches, so at
+/// most (2 × 4 + 1) × 512 KiB = 4.5 MiB are in flight.
 const BATCH_BYTES: usize = 512 << 10;
 /// Report progress at least every this many bytes.
 const PROGRESS_BYTES: u64 = 1 << 20;
-/// Persist a checkpoint every this many bytes.
+/// Persist a checkpoint every this many bytes...
 pub const CHECKPOINT_BYTES: u64 = 16 << 20;
-/// ... or after this long, whichever comes first (as update_engine's
-/// one-second checkpoint frequency): on a slow link a byte threshold alone
-/// would let a power cut throw away minutes of download.
+/// ... or after this long with new bytes, whichever comes first (as
+/// update_engine's one-second checkpoint frequency): on a slow link a byte
+/// threshold alone would let a power cut throw away minutes of download.
+/// Saving runs beside the apply (see [`Checkpointer`]), so frequent
+/// checkpoints cost the download nothing and keep the final flush short.
 pub const CHECKPOINT_INTERVAL_MS: u64 = 1000;
 /// First delay between retries; doubles up to `RETRY_CAP_SECS`.
 const RETRY_BASE_MS: u64 = 500;
@@ -58,9 +68,11 @@ pub struct DownloadSettings {
     pub stall_window: Duration,
     /// Minimum bytes per stall window.
     pub stall_min_bytes: u64,
-    /// Persist a checkpoint every this many payload bytes...
-    pub checkpoint_bytes: u64,
-    /// ... or when this much time passed since the last one with new bytes.
+    /// Also persist a checkpoint every this many payload bytes (`None`: only
+    /// by time).
+    pub checkpoint_bytes: Option<u64>,
+    /// Persist a checkpoint when this much time passed since the last one
+    /// and new bytes arrived.
     pub checkpoint_interval: Duration,
 }
 
@@ -70,14 +82,17 @@ impl Default for DownloadSettings {
             url_budget: 3,
             stall_window: Duration::from_secs(super::stall::STALL_WINDOW_SECS),
             stall_min_bytes: super::stall::STALL_MIN_BYTES,
-            checkpoint_bytes: CHECKPOINT_BYTES,
+            checkpoint_bytes: Some(CHECKPOINT_BYTES),
             checkpoint_interval: Duration::from_millis(CHECKPOINT_INTERVAL_MS),
         }
     }
 }
 
+/// Received chunks, shared (not copied) by the applier and the hasher.
+type Batch = Arc<[Bytes]>;
+
 enum Cmd {
-    Data(Bytes),
+    Data(Batch),
     Save,
     Finish,
 }
@@ -88,8 +103,9 @@ enum WorkerEnd {
     Stopped,
 }
 
-/// The blocking side: owns the applier; saves a checkpoint when asked and
-/// when the network side goes away (shutdown).
+/// The blocking side: owns the applier; saves a checkpoint when asked (in
+/// the background when the slot allows, see [`Checkpointer`]) and, last of
+/// all, when the network side goes away (shutdown).
 fn spawn_worker<W, S>(
     mut applier: Applier<W, S>,
     checkpoint_path: PathBuf,
@@ -100,24 +116,42 @@ where
 {
     let (tx, mut rx) = mpsc::channel::<Cmd>(QUEUE_BATCHES);
     let task = tokio::task::spawn_blocking(move || {
-        let save = |applier: &mut Applier<W, S>| {
-            if let Err(e) = applier.save_checkpoint(&checkpoint_path) {
-                warn!(error = %format!("{e:#}"), "could not save the download checkpoint");
-            }
-        };
+        // Dropped (which waits for its thread) on every way out of here.
+        let mut checkpointer = Checkpointer::new(applier.sync_handle(), checkpoint_path);
         while let Some(cmd) = rx.blocking_recv() {
             match cmd {
-                Cmd::Data(bytes) => {
-                    if let Err(e) = applier.write(&bytes) {
-                        return WorkerEnd::Failed(e);
+                Cmd::Data(batch) => {
+                    for bytes in batch.iter() {
+                        if let Err(e) = applier.write(bytes) {
+                            return WorkerEnd::Failed(e);
+                        }
                     }
                 }
-                Cmd::Save => save(&mut applier),
-                Cmd::Finish => return WorkerEnd::Finished(applier.finish()),
+                Cmd::Save => checkpointer.request(&mut applier),
+                Cmd::Finish => {
+                    drop(checkpointer);
+                    return WorkerEnd::Finished(applier.finish());
+                }
             }
         }
-        save(&mut applier);
+        checkpointer.save_final(&mut applier);
         WorkerEnd::Stopped
+    });
+    (tx, task)
+}
+
+/// The whole-file sha256 (the Omaha `hash_sha256`) on its own blocking
+/// thread; its result is ready once the sender is dropped.
+fn spawn_hasher() -> (mpsc::Sender<Batch>, tokio::task::JoinHandle<[u8; 32]>) {
+    let (tx, mut rx) = mpsc::channel::<Batch>(QUEUE_BATCHES);
+    let task = tokio::task::spawn_blocking(move || {
+        let mut hasher = Sha256::new();
+        while let Some(batch) = rx.blocking_recv() {
+            for bytes in batch.iter() {
+                hasher.update(bytes);
+            }
+        }
+        hasher.finalize().into()
     });
     (tx, task)
 }
@@ -150,15 +184,19 @@ pub struct Download<'a> {
 
 struct Feed {
     tx: mpsc::Sender<Cmd>,
-    /// Received bytes not yet handed to the applier.
-    pending: bytes::BytesMut,
+    /// To the whole-file hasher; `None` after a resume (not every byte
+    /// passes through this run).
+    hash_tx: Option<mpsc::Sender<Batch>>,
+    /// Received chunks not yet handed to the workers...
+    pending: Vec<Bytes>,
+    /// ... and their total length.
+    pending_len: usize,
     /// Next payload offset to fetch.
     pos: u64,
     /// Bytes received over the network, including any the server resent.
     network_bytes: u64,
     /// `network_bytes` at the last progress report.
     reported_network: u64,
-    hasher: Option<Sha256>,
     last_progress: u64,
     last_checkpoint: u64,
     last_checkpoint_at: tokio::time::Instant,
@@ -179,6 +217,13 @@ impl Download<'_> {
     {
         let size = self.offer.size;
         let (tx, worker) = spawn_worker(applier, checkpoint_path);
+        let (hash_tx, hasher) = match checkpoint {
+            None => {
+                let (hash_tx, hasher) = spawn_hasher();
+                (Some(hash_tx), Some(hasher))
+            }
+            Some(_) => (None, None),
+        };
         // Segments of the payload to fetch, in order.
         let segments = match &checkpoint {
             Some(cp) if cp.prefix_len <= cp.offset && cp.offset <= size => {
@@ -192,17 +237,20 @@ impl Download<'_> {
         };
         let mut feed = Feed {
             tx,
-            pending: bytes::BytesMut::with_capacity(BATCH_BYTES),
+            hash_tx,
+            pending: Vec::new(),
+            pending_len: 0,
             pos: 0,
             network_bytes: 0,
             reported_network: 0,
-            hasher: checkpoint.is_none().then(Sha256::new),
             last_progress: 0,
             last_checkpoint: 0,
             last_checkpoint_at: tokio::time::Instant::now(),
         };
         let result = self.fetch_all(&segments, &mut feed).await;
-        let Feed { tx, hasher, .. } = feed;
+        let Feed { tx, hash_tx, .. } = feed;
+        // The hasher ends once it has every byte.
+        drop(hash_tx);
         match result {
             Ok(()) => {}
             Err(e) => {
@@ -231,7 +279,13 @@ impl Download<'_> {
             }
         };
         if let Some(hasher) = hasher {
-            let actual = hex::encode(hasher.finalize());
+            let Ok(digest) = hasher.await else {
+                return Err(InstallError::Failed(Failure::new(
+                    failure::ERROR,
+                    "the payload hasher stopped unexpectedly",
+                )));
+            };
+            let actual = hex::encode(digest);
             if actual != self.offer.sha256_hex {
                 return Err(InstallError::Failed(Failure::new(
                     failure::PAYLOAD_HASH_MISMATCH,
@@ -408,16 +462,14 @@ impl Download<'_> {
 
     async fn push(&self, feed: &mut Feed, chunk: Bytes) -> Result<(), Attempt> {
         let n = chunk.len() as u64;
-        if let Some(h) = feed.hasher.as_mut() {
-            h.update(&chunk);
-        }
-        feed.pending.extend_from_slice(&chunk);
+        feed.pending_len += chunk.len();
+        feed.pending.push(chunk);
         feed.pos += n;
-        if feed.pending.len() >= BATCH_BYTES {
+        if feed.pending_len >= BATCH_BYTES {
             flush(feed).await?;
         }
         let unsaved = feed.pos - feed.last_checkpoint;
-        if unsaved >= self.settings.checkpoint_bytes
+        if self.settings.checkpoint_bytes.is_some_and(|b| unsaved >= b)
             || (unsaved > 0
                 && feed.last_checkpoint_at.elapsed() >= self.settings.checkpoint_interval)
         {
@@ -436,13 +488,17 @@ impl Download<'_> {
     }
 }
 
-/// Hand the gathered bytes to the applier.
+/// Hand the gathered chunks to the applier and the hasher.
 async fn flush(feed: &mut Feed) -> Result<(), Attempt> {
     if feed.pending.is_empty() {
         return Ok(());
     }
-    let batch = feed.pending.split().freeze();
-    feed.pending.reserve(BATCH_BYTES);
+    let batch: Batch = std::mem::take(&mut feed.pending).into();
+    feed.pending_len = 0;
+    if let Some(hash_tx) = &feed.hash_tx {
+        // The hasher only stops when its sender is dropped.
+        let _ = hash_tx.send(batch.clone()).await;
+    }
     if feed.tx.send(Cmd::Data(batch)).await.is_err() {
         // The worker stopped on an apply error; the caller collects it.
         return Err(Attempt::Fatal(InstallError::Failed(Failure::new(

@@ -3,6 +3,7 @@
 //! `engine::backend::Backend`.
 
 pub mod backend;
+pub mod checkpointer;
 pub mod command;
 pub mod disk;
 pub mod download;
