@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::Cursor;
 
 use ab_updater::io::Region;
-use ab_updater::payload::{apply_from_reader, Applier, Checkpoint, OpType, PayloadKind};
+use ab_updater::payload::{apply_from_reader, Applier, Checkpoint, OpType, PayloadKind, Readback};
 use common::*;
 use rand::{Rng, SeedableRng};
 
@@ -110,6 +110,125 @@ fn one_byte_chunks_work() {
     let disk = Disk::new(SLOT, &old);
     let img = apply_bytes(&disk, delta_payload(), 1);
     assert_eq!(img.sha256, sha(&std::fs::read(&imgs.new).unwrap()));
+}
+
+/// Apply `payload` in `chunk`-sized pieces; after each, sync and read back
+/// early as far as `settled_len` allows (as the engine's checkpoint thread
+/// does), then finish with that read-back. Returns the image and how much
+/// was read back early.
+fn apply_reading_back_early(
+    disk: &Disk,
+    payload: &[u8],
+    chunk: usize,
+) -> (ab_updater::payload::VerifiedImage, u64) {
+    let mut a = Applier::new(
+        disk.target(),
+        Some(disk.source()),
+        trusted(),
+        policy(),
+        None,
+    );
+    let mut readback = Readback::default();
+    let mut second = disk.target();
+    let mut last_settled = 0;
+    for c in payload.chunks(chunk) {
+        a.write(c).unwrap();
+        let Some(settled) = a.settled_len() else {
+            continue;
+        };
+        assert!(settled >= last_settled, "settled_len went back");
+        last_settled = settled;
+        a.sync().unwrap();
+        readback
+            .advance(&mut second, settled)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let early = readback.len();
+    (a.finish_with(Some(readback)).unwrap(), early)
+}
+
+#[test]
+fn early_read_back_of_settled_bytes_gives_the_same_verdict() {
+    let imgs = images();
+    let old = std::fs::read(&imgs.old).unwrap();
+    let new = std::fs::read(&imgs.new).unwrap();
+    // Slot B starts as 0x5A everywhere: an early read of a block that a
+    // later operation writes would hash 0x5A bytes and fail the check.
+    for (name, payload) in [("full", full_payload()), ("delta", delta_payload())] {
+        let disk = Disk::new(SLOT, &old);
+        let (img, early) = apply_reading_back_early(&disk, payload, 256 << 10);
+        assert_eq!(img.sha256, sha(&new), "{name}");
+        assert!(
+            early * 2 >= new.len() as u64,
+            "{name}: only {early} of {} bytes read back early",
+            new.len()
+        );
+    }
+    // Halves swapped: the operations do not write the slot in order.
+    let half = old.len() / 2;
+    let dir = tempfile::tempdir().unwrap();
+    let swapped = dir.path().join("swapped.img");
+    std::fs::write(&swapped, [&old[half..], &old[..half]].concat()).unwrap();
+    let delta = build(&swapped, Some(&imgs.old), &opts("2.0.0"), &[key1()]);
+    let disk = Disk::new(SLOT, &old);
+    let (img, _) = apply_reading_back_early(&disk, &delta, 4096);
+    assert_eq!(img.sha256, sha(&std::fs::read(&swapped).unwrap()));
+}
+
+#[test]
+fn an_early_read_back_of_unsettled_bytes_fails_the_check() {
+    // Reading bytes back before their operation wrote them (what a wrong
+    // settled_len would do) must never pass: the stale 0x5A bytes are hashed.
+    let imgs = images();
+    let old = std::fs::read(&imgs.old).unwrap();
+    let disk = Disk::new(SLOT, &old);
+    let mut stale = Readback::default();
+    stale
+        .advance(&mut disk.target(), 1 << 20)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut a = Applier::new(
+        disk.target(),
+        Some(disk.source()),
+        trusted(),
+        policy(),
+        None,
+    );
+    a.write(full_payload()).unwrap();
+    let err = a.finish_with(Some(stale)).unwrap_err();
+    assert!(
+        matches!(err, ab_updater::payload::ApplyError::TargetMismatch { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_read_back_longer_than_the_image_is_ignored() {
+    let imgs = images();
+    let old = std::fs::read(&imgs.old).unwrap();
+    let new = std::fs::read(&imgs.new).unwrap();
+    let disk = Disk::new(SLOT, &old);
+    let mut too_long = Readback::default();
+    too_long
+        .advance(
+            &mut Cursor::new(vec![0u8; new.len() + 4096]),
+            new.len() as u64 + 1,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut a = Applier::new(
+        disk.target(),
+        Some(disk.source()),
+        trusted(),
+        policy(),
+        None,
+    );
+    assert_eq!(
+        a.settled_len(),
+        None,
+        "nothing is settled before the manifest verified"
+    );
+    a.write(full_payload()).unwrap();
+    assert_eq!(a.settled_len(), Some(new.len() as u64));
+    assert_eq!(a.finish_with(Some(too_long)).unwrap().sha256, sha(&new));
 }
 
 fn interrupt_and_resume(payload: &[u8], old: &[u8], want: &str, seed: u64, rounds: usize) {

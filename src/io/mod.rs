@@ -1,7 +1,9 @@
 //! Block-device I/O helpers: a bounded window over a device and durable syncs.
 
+mod positioned;
 mod region;
 
+pub use positioned::PositionedFile;
 pub use region::Region;
 
 use std::fs::File;
@@ -14,11 +16,12 @@ pub trait Device: Read + Write + Seek {
     /// Make every write issued so far durable (fsync of the data for files).
     fn sync(&mut self) -> io::Result<()>;
 
-    /// A second handle on the same file whose `sync_data` makes this
-    /// device's writes durable from another thread while writing goes on
-    /// (`None`: only [`sync`](Self::sync) can). Writes issued before such a
-    /// sync starts are durable when it returns.
-    fn sync_handle(&self) -> Option<File> {
+    /// A second handle on the same bytes, for another thread: its
+    /// [`sync`](Device::sync) makes this device's writes durable while
+    /// writing goes on (writes issued before such a sync starts are durable
+    /// when it returns), and it reads what was written. `None`: memory
+    /// devices and test doubles, which only this handle can reach.
+    fn second_handle(&self) -> Option<Region<PositionedFile>> {
         None
     }
 }
@@ -30,10 +33,12 @@ impl Device for File {
         self.sync_data()
     }
 
-    fn sync_handle(&self) -> Option<File> {
+    fn second_handle(&self) -> Option<Region<PositionedFile>> {
         // A dup'd descriptor shares the open file: fsync on it covers every
-        // write made through this one.
-        self.try_clone().ok()
+        // write made through this one. It also shares the file offset, which
+        // this handle's seek + write keeps moving: the second handle must
+        // only ever use positioned I/O (pread/pwrite), never the offset.
+        Region::new(PositionedFile::new(self.try_clone().ok()?), 0, u64::MAX).ok()
     }
 }
 
@@ -54,7 +59,7 @@ impl<D: Device + ?Sized> Device for &mut D {
         (**self).sync()
     }
 
-    fn sync_handle(&self) -> Option<File> {
-        (**self).sync_handle()
+    fn second_handle(&self) -> Option<Region<PositionedFile>> {
+        (**self).second_handle()
     }
 }

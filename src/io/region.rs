@@ -128,8 +128,10 @@ impl<D: Device> Device for Region<D> {
         self.dev.sync()
     }
 
-    fn sync_handle(&self) -> Option<std::fs::File> {
-        self.dev.sync_handle()
+    fn second_handle(&self) -> Option<Region<super::PositionedFile>> {
+        let whole = self.dev.second_handle()?;
+        let offset = whole.offset.checked_add(self.offset)?;
+        Region::new(whole.dev, offset, self.len).ok()
     }
 }
 
@@ -184,11 +186,11 @@ mod tests {
     fn sync_flushes_the_device() {
         let mut r = Region::new(dev(), 0, 4).unwrap();
         r.sync().unwrap();
-        assert!(r.sync_handle().is_none(), "memory has no second handle");
+        assert!(r.second_handle().is_none(), "memory has no second handle");
     }
 
     #[test]
-    fn a_file_region_has_a_sync_handle_on_the_same_file() {
+    fn a_file_region_has_a_second_handle_on_the_same_window() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("disk");
         std::fs::write(&path, [0u8; 64]).unwrap();
@@ -199,8 +201,15 @@ mod tests {
             .unwrap();
         let mut r = Region::new(file, 16, 16).unwrap();
         r.write_all(&[7; 16]).unwrap();
-        let handle = r.sync_handle().expect("a file has a second handle");
-        handle.sync_data().unwrap();
+        let mut second = r.second_handle().expect("a file has a second handle");
+        assert_eq!((second.offset(), second.len()), (16, 16));
+        second.sync().unwrap();
+        // It reads the same window, whatever the first handle's position.
+        r.seek(SeekFrom::Start(3)).unwrap();
+        second.seek(SeekFrom::Start(8)).unwrap();
+        let mut got = Vec::new();
+        second.read_to_end(&mut got).unwrap();
+        assert_eq!(got, [7; 8]);
         assert_eq!(&std::fs::read(&path).unwrap()[16..32], &[7; 16]);
     }
 }

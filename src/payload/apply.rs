@@ -4,6 +4,13 @@
 //! header bounds → size-limited manifest → signatures → manifest validation
 //! (+ delta source hash) → per operation: blob sha256, then write → sync →
 //! read back the whole target image and compare its sha256.
+//!
+//! The read-back may begin before the end: a caller that syncs the target
+//! while the apply goes on (the engine's checkpoints) can read back the
+//! [`settled_len`](Applier::settled_len) bytes each sync made final into a
+//! [`Readback`] and hand it to [`finish_with`](Applier::finish_with), which
+//! syncs and reads back only the rest. Every byte is still flushed before it
+//! is read back, and the whole image is read back before it is trusted.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -401,11 +408,31 @@ impl<W: Device, S: Read + Seek> Applier<W, S> {
         })
     }
 
-    /// A second handle on the target that makes its writes durable from
-    /// another thread (see [`Device::sync_handle`]); with it a caller can
-    /// persist [`checkpoint`](Self::checkpoint)s without pausing the apply.
-    pub fn sync_handle(&self) -> Option<std::fs::File> {
-        self.target.sync_handle()
+    /// A second handle on the target for another thread (see
+    /// [`Device::second_handle`]): with it a caller can sync and persist
+    /// [`checkpoint`](Self::checkpoint)s, and read back settled bytes,
+    /// without pausing the apply.
+    pub fn second_handle(&self) -> Option<crate::io::Region<crate::io::PositionedFile>> {
+        self.target.second_handle()
+    }
+
+    /// How many bytes at the start of the target image no remaining
+    /// operation writes: once a sync issued after this call returns, they
+    /// hold their final content and may be read back. `None` until the
+    /// manifest verified.
+    ///
+    /// Sound because validation refused overlapping destinations: every
+    /// block is written by at most one operation, so a block below the
+    /// lowest destination of the operations still to come is either done
+    /// or never written at all.
+    pub fn settled_len(&self) -> Option<u64> {
+        let manifest = self.manifest.as_ref()?;
+        let lowest_pending = manifest.operations[self.next_op..]
+            .iter()
+            .flat_map(|op| op.dst.iter())
+            .map(|e| e.start().saturating_mul(super::format::BLOCK_SIZE))
+            .min();
+        Some(lowest_pending.map_or(manifest.target_size, |b| b.min(manifest.target_size)))
     }
 
     /// Sync the target, then persist the checkpoint atomically at `path`.
@@ -421,7 +448,14 @@ impl<W: Device, S: Read + Seek> Applier<W, S> {
     }
 
     /// End of stream: sync, read back the target image and compare its sha256.
-    pub fn finish(mut self) -> Result<VerifiedImage, ApplyError> {
+    pub fn finish(self) -> Result<VerifiedImage, ApplyError> {
+        self.finish_with(None)
+    }
+
+    /// [`finish`](Self::finish), continuing `readback`: bytes of the target
+    /// it already read back (after a sync, and no more than
+    /// [`settled_len`](Self::settled_len) at that sync) are not read again.
+    pub fn finish_with(mut self, readback: Option<Readback>) -> Result<VerifiedImage, ApplyError> {
         if self.failed {
             return Err(ApplyError::Poisoned);
         }
@@ -444,13 +478,19 @@ impl<W: Device, S: Read + Seek> Applier<W, S> {
         }
         self.sync()?;
         let manifest = self.manifest.take().expect("done implies verified");
-        let actual = hash_prefix(&mut self.target, manifest.target_size).map_err(|e| match e {
-            HashError::Short(got) => ApplyError::io(
-                "reading back the target slot",
-                std::io::Error::other(format!("only {got} bytes readable")),
-            ),
-            HashError::Io(e) => ApplyError::io("reading back the target slot", e),
-        })?;
+        let mut readback = readback
+            .filter(|r| r.len() <= manifest.target_size)
+            .unwrap_or_default();
+        readback
+            .advance(&mut self.target, manifest.target_size)
+            .map_err(|e| match e {
+                HashError::Short(got) => ApplyError::io(
+                    "reading back the target slot",
+                    std::io::Error::other(format!("only {got} bytes readable")),
+                ),
+                HashError::Io(e) => ApplyError::io("reading back the target slot", e),
+            })?;
+        let actual = readback.hex();
         if actual != manifest.target_sha256 {
             return Err(ApplyError::TargetMismatch {
                 expected: manifest.target_sha256,
@@ -468,27 +508,74 @@ impl<W: Device, S: Read + Seek> Applier<W, S> {
     }
 }
 
-enum HashError {
+/// Why a read-back stopped.
+pub enum HashError {
+    /// The device ended after this many bytes.
     Short(u64),
+    /// Reading failed.
     Io(std::io::Error),
+}
+
+impl std::fmt::Display for HashError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HashError::Short(got) => write!(f, "only {got} bytes readable"),
+            HashError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// A sha256 of the target's first bytes, read back from the device and
+/// extended in order, possibly across threads and calls.
+#[derive(Clone, Default)]
+pub struct Readback {
+    hasher: Sha256,
+    len: u64,
+}
+
+impl Readback {
+    /// Bytes hashed so far (from the start of the target).
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was hashed yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Read `dev` from byte `len()` up to `upto` and hash it (nothing when
+    /// `upto` is not past `len()`).
+    pub fn advance<D: Read + Seek>(&mut self, dev: &mut D, upto: u64) -> Result<(), HashError> {
+        if upto <= self.len {
+            return Ok(());
+        }
+        dev.seek(SeekFrom::Start(self.len)).map_err(HashError::Io)?;
+        let mut buf = vec![0u8; CHUNK_BYTES];
+        while self.len < upto {
+            let want = (upto - self.len).min(CHUNK_BYTES as u64) as usize;
+            let n = match dev.read(&mut buf[..want]) {
+                Ok(0) => return Err(HashError::Short(self.len)),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(HashError::Io(e)),
+            };
+            self.hasher.update(&buf[..n]);
+            self.len += n as u64;
+        }
+        Ok(())
+    }
+
+    fn hex(self) -> String {
+        hex::encode(self.hasher.finalize())
+    }
 }
 
 /// sha256 of the first `len` bytes of `dev`.
 fn hash_prefix<D: Read + Seek>(dev: &mut D, len: u64) -> Result<String, HashError> {
-    dev.seek(SeekFrom::Start(0)).map_err(HashError::Io)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; CHUNK_BYTES];
-    let mut left = len;
-    while left > 0 {
-        let want = left.min(CHUNK_BYTES as u64) as usize;
-        let n = dev.read(&mut buf[..want]).map_err(HashError::Io)?;
-        if n == 0 {
-            return Err(HashError::Short(len - left));
-        }
-        hasher.update(&buf[..n]);
-        left -= n as u64;
-    }
-    Ok(hex::encode(hasher.finalize()))
+    let mut readback = Readback::default();
+    readback.advance(dev, len)?;
+    Ok(readback.hex())
 }
 
 /// Feed a whole payload from a seekable reader into `applier` (resuming at

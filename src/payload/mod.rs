@@ -13,7 +13,7 @@ pub mod validate;
 #[cfg(test)]
 mod validate_tests;
 
-pub use apply::{apply_from_reader, Applier, Checkpoint, VerifiedImage};
+pub use apply::{apply_from_reader, Applier, Checkpoint, HashError, Readback, VerifiedImage};
 pub use build::{build_payload, BuildOptions, BuildSummary, DEFAULT_OP_SIZE};
 pub use error::ApplyError;
 pub use format::{parse_header_and_manifest, Manifest, OpType, PayloadKind};

@@ -1,12 +1,20 @@
-//! Persisting download checkpoints without pausing the apply.
+//! Persisting download checkpoints, and reading back what they made
+//! durable, without pausing the apply.
 //!
 //! A checkpoint may only be written once every write it counts is durable,
 //! so saving one means a sync of the target slot first. Done inline, each
 //! sync stops the applier until the disk has caught up. With a second
-//! handle on the slot ([`Applier::sync_handle`]) the sync and the write of
+//! handle on the slot ([`Applier::second_handle`]) the sync and the write of
 //! the checkpoint file run on their own thread instead: the checkpoint is
 //! taken before that sync starts, so every write it counts was issued before
 //! the sync and is durable when the sync returns.
+//!
+//! After each such sync the thread also reads back the bytes that sync made
+//! final (the applier's [`settled_len`](Applier::settled_len) when the
+//! checkpoint was taken) into a [`Readback`]. The applier's final check then
+//! only reads the rest ([`Applier::finish_with`]): the whole slot is still
+//! read back, each byte after the flush that made it durable (DESIGN §3's
+//! order), but most of it while the download runs instead of after it.
 //!
 //! Requests coalesce: while one save runs, at most one more waits; further
 //! requests are dropped (a later one brings newer progress anyway). Dropping
@@ -14,7 +22,6 @@
 //! written after the download that asked for it has ended (a late write
 //! could resurrect a checkpoint the engine just removed).
 
-use std::fs::File;
 use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
@@ -22,30 +29,32 @@ use std::thread::JoinHandle;
 
 use tracing::warn;
 
-use crate::io::Device;
-use crate::payload::{Applier, Checkpoint};
+use crate::io::{Device, PositionedFile, Region};
+use crate::payload::{Applier, Checkpoint, Readback};
+
+/// One save: where the apply stood, and how much of the slot was final then.
+struct Request {
+    checkpoint: Checkpoint,
+    settled: u64,
+}
+
+type Background = (SyncSender<Request>, JoinHandle<Option<Readback>>);
 
 /// Saves an applier's checkpoints at `path`, in the background when it can.
 pub struct Checkpointer {
     path: PathBuf,
-    background: Option<(SyncSender<Checkpoint>, JoinHandle<()>)>,
+    background: Option<Background>,
 }
 
 impl Checkpointer {
-    /// Save at `path`; through `sync_handle` on a thread of its own when given.
-    pub fn new(sync_handle: Option<File>, path: PathBuf) -> Self {
-        let background = sync_handle.and_then(|handle| {
-            let (tx, rx) = mpsc::sync_channel::<Checkpoint>(1);
+    /// Save at `path`; through `second_handle` on a thread of its own when given.
+    pub fn new(second_handle: Option<Region<PositionedFile>>, path: PathBuf) -> Self {
+        let background = second_handle.and_then(|handle| {
+            let (tx, rx) = mpsc::sync_channel::<Request>(1);
             let thread_path = path.clone();
             std::thread::Builder::new()
                 .name("checkpoint".into())
-                .spawn(move || {
-                    for checkpoint in rx {
-                        if let Err(e) = persist(&handle, &checkpoint, &thread_path) {
-                            warn!(error = %format!("{e:#}"), "could not save the download checkpoint");
-                        }
-                    }
-                })
+                .spawn(move || run(handle, rx, &thread_path))
                 .map_err(|e| warn!(error = %e, "no checkpoint thread; saving checkpoints inline"))
                 .ok()
                 .map(|thread| (tx, thread))
@@ -60,16 +69,26 @@ impl Checkpointer {
 
     /// Save where `applier` stands: queued for the thread, or inline.
     pub fn request<W: Device, S: Read + Seek>(&mut self, applier: &mut Applier<W, S>) {
-        let Some(checkpoint) = applier.checkpoint() else {
+        let (Some(checkpoint), Some(settled)) = (applier.checkpoint(), applier.settled_len())
+        else {
             return;
         };
         match &self.background {
-            Some((tx, _)) => match tx.try_send(checkpoint) {
+            Some((tx, _)) => match tx.try_send(Request {
+                checkpoint,
+                settled,
+            }) {
                 Ok(()) | Err(TrySendError::Full(_)) => {}
                 Err(TrySendError::Disconnected(_)) => save_inline(applier, &self.path),
             },
             None => save_inline(applier, &self.path),
         }
+    }
+
+    /// Wait for queued saves; what they read back, if anything, for
+    /// [`Applier::finish_with`].
+    pub fn finish(mut self) -> Option<Readback> {
+        self.join()
     }
 
     /// Wait for queued saves, then sync and save where `applier` stands now
@@ -79,13 +98,13 @@ impl Checkpointer {
         save_inline(applier, &self.path);
     }
 
-    fn join(&mut self) {
-        if let Some((tx, thread)) = self.background.take() {
-            drop(tx);
-            if thread.join().is_err() {
-                warn!("the checkpoint thread panicked");
-            }
-        }
+    fn join(&mut self) -> Option<Readback> {
+        let (tx, thread) = self.background.take()?;
+        drop(tx);
+        thread.join().unwrap_or_else(|_| {
+            warn!("the checkpoint thread panicked");
+            None
+        })
     }
 }
 
@@ -95,18 +114,45 @@ impl Drop for Checkpointer {
     }
 }
 
+/// The thread: sync, save, read back, for each request in order.
+fn run(
+    mut handle: Region<PositionedFile>,
+    requests: mpsc::Receiver<Request>,
+    path: &Path,
+) -> Option<Readback> {
+    let mut readback = Some(Readback::default());
+    for Request {
+        checkpoint,
+        settled,
+    } in requests
+    {
+        if let Err(e) = handle.sync() {
+            // Nothing it counts is known durable: neither save nor read back.
+            warn!(error = %e, "could not sync the target slot for a download checkpoint");
+            continue;
+        }
+        if let Err(e) = write(&checkpoint, path) {
+            warn!(error = %format!("{e:#}"), "could not save the download checkpoint");
+        }
+        if let Some(r) = readback.as_mut() {
+            if let Err(e) = r.advance(&mut handle, settled) {
+                // The final check reads the whole slot back instead.
+                warn!(error = %e, "reading back the target slot early failed");
+                readback = None;
+            }
+        }
+    }
+    readback
+}
+
 fn save_inline<W: Device, S: Read + Seek>(applier: &mut Applier<W, S>, path: &Path) {
     if let Err(e) = applier.save_checkpoint(path) {
         warn!(error = %format!("{e:#}"), "could not save the download checkpoint");
     }
 }
 
-/// Make the slot durable, then write `checkpoint` atomically.
-fn persist(handle: &File, checkpoint: &Checkpoint, path: &Path) -> anyhow::Result<()> {
+fn write(checkpoint: &Checkpoint, path: &Path) -> anyhow::Result<()> {
     use anyhow::Context;
-    handle
-        .sync_data()
-        .context("syncing the target slot for a checkpoint")?;
     let json = serde_json::to_vec(checkpoint).context("encoding checkpoint")?;
     crate::fsutil::write_atomic(path, &json, 0o644)
 }
@@ -120,7 +166,7 @@ mod tests {
     };
     use std::fs::OpenOptions;
 
-    type FileApplier = Applier<Region<File>, Region<File>>;
+    type FileApplier = Applier<Region<std::fs::File>, Region<std::fs::File>>;
 
     fn repo() -> &'static Path {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -199,7 +245,7 @@ mod tests {
         let mut applier = applier_on_slot(dir.path());
         let expected = feed_past(&mut applier, &payload, 0);
         let path = dir.path().join("checkpoint.json");
-        let mut checkpointer = Checkpointer::new(applier.sync_handle(), path.clone());
+        let mut checkpointer = Checkpointer::new(applier.second_handle(), path.clone());
         assert!(checkpointer.in_background());
         checkpointer.request(&mut applier);
         // Dropping waits: the file is there as soon as drop returns.
@@ -229,7 +275,7 @@ mod tests {
         let mut applier = applier_on_slot(dir.path());
         let first = feed_past(&mut applier, &payload, 0);
         let path = dir.path().join("checkpoint.json");
-        let mut checkpointer = Checkpointer::new(applier.sync_handle(), path.clone());
+        let mut checkpointer = Checkpointer::new(applier.second_handle(), path.clone());
         checkpointer.request(&mut applier);
         // More progress after the queued request: the final save must win.
         let later = feed_past(&mut applier, &payload, first.next_op);
@@ -238,11 +284,52 @@ mod tests {
     }
 
     #[test]
+    fn what_the_thread_read_back_lets_finish_skip_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let payload = payload(dir.path());
+        let mut applier = applier_on_slot(dir.path());
+        let path = dir.path().join("checkpoint.json");
+        let mut checkpointer = Checkpointer::new(applier.second_handle(), path.clone());
+        feed_past(&mut applier, &payload, 1);
+        let settled = applier.settled_len().unwrap();
+        checkpointer.request(&mut applier);
+        let at = applier.position() as usize;
+        applier.write(&payload[at..]).unwrap();
+        let readback = checkpointer.finish().expect("the thread read back");
+        // Operations write the slot in order: two 1 MiB ones were settled.
+        assert_eq!((settled, readback.len()), (2 << 20, 2 << 20));
+        let image = applier.finish_with(Some(readback)).unwrap();
+        assert_eq!(image.size, 4 << 20);
+    }
+
+    #[test]
+    fn reading_back_while_the_applier_writes_sees_only_final_bytes() {
+        // The thread syncs and reads the slot while this thread keeps
+        // seeking and writing it: a read that ran ahead of settled bytes
+        // would fail the final check. (That the reads never follow the
+        // writer's shared file offset is pinned deterministically in
+        // io::positioned; here the race window is too small to hit often.)
+        let dir = tempfile::tempdir().unwrap();
+        let payload = payload(dir.path());
+        for _ in 0..3 {
+            let mut applier = applier_on_slot(dir.path());
+            let path = dir.path().join("checkpoint.json");
+            let mut checkpointer = Checkpointer::new(applier.second_handle(), path);
+            for piece in payload.chunks(4096) {
+                applier.write(piece).unwrap();
+                checkpointer.request(&mut applier);
+            }
+            let readback = checkpointer.finish();
+            applier.finish_with(readback).unwrap();
+        }
+    }
+
+    #[test]
     fn nothing_is_saved_before_the_prefix_verified() {
         let dir = tempfile::tempdir().unwrap();
         let mut applier = applier_on_slot(dir.path());
         let path = dir.path().join("checkpoint.json");
-        let mut checkpointer = Checkpointer::new(applier.sync_handle(), path.clone());
+        let mut checkpointer = Checkpointer::new(applier.second_handle(), path.clone());
         checkpointer.request(&mut applier);
         checkpointer.save_final(&mut applier);
         assert!(!path.exists());

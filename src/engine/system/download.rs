@@ -117,7 +117,7 @@ where
     let (tx, mut rx) = mpsc::channel::<Cmd>(QUEUE_BATCHES);
     let task = tokio::task::spawn_blocking(move || {
         // Dropped (which waits for its thread) on every way out of here.
-        let mut checkpointer = Checkpointer::new(applier.sync_handle(), checkpoint_path);
+        let mut checkpointer = Checkpointer::new(applier.second_handle(), checkpoint_path);
         while let Some(cmd) = rx.blocking_recv() {
             match cmd {
                 Cmd::Data(batch) => {
@@ -129,8 +129,8 @@ where
                 }
                 Cmd::Save => checkpointer.request(&mut applier),
                 Cmd::Finish => {
-                    drop(checkpointer);
-                    return WorkerEnd::Finished(applier.finish());
+                    let readback = checkpointer.finish();
+                    return WorkerEnd::Finished(applier.finish_with(readback));
                 }
             }
         }
