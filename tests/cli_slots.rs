@@ -114,6 +114,31 @@ fn mark_good_mark_bad_and_prioritize_change_the_disk() {
 }
 
 #[test]
+fn a_change_waits_while_another_process_holds_the_disk() {
+    // The daemon (or a partitioning tool) holds the disk's BSD lock while it
+    // rewrites the GPT: `updatectl slots mark-bad` waits for it instead of
+    // interleaving its own writes.
+    let dir = tempfile::tempdir().unwrap();
+    let img = gpt_support::make(dir.path(), "disk.img", 512);
+    let holder = open_disk(&img, true).unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        drop(holder);
+    });
+    let started = std::time::Instant::now();
+    let out = updatectl(&["slots", "mark-bad", "B", "--disk", p(&img)]);
+    let waited = started.elapsed();
+    release.join().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        waited >= std::time::Duration::from_millis(350),
+        "changed the disk after {waited:?}, while the lock was held"
+    );
+    let disk = open_disk(&img, false).unwrap();
+    assert_eq!(disk.slot(SlotId::B).priority, 0);
+}
+
+#[test]
 fn damaged_copies_are_reported_then_repaired_by_a_change() {
     let dir = tempfile::tempdir().unwrap();
     let img = gpt_support::make(dir.path(), "disk.img", 512);

@@ -14,6 +14,7 @@ pub mod emulated;
 pub mod entries;
 pub mod header;
 mod host;
+mod lock;
 pub mod make;
 pub mod mbr;
 pub mod select;
@@ -28,6 +29,7 @@ use serde::Serialize;
 pub use disk::AbDisk;
 pub use entries::USR_TYPE;
 pub use host::{find_host_disk, find_host_disk_in, usr_partuuid};
+pub use lock::LOCK_WAIT;
 pub use table::Gpt;
 
 use crate::slot::SlotId;
@@ -56,6 +58,14 @@ pub struct SlotInfo {
 /// Open a disk image or block device and validate its A/B GPT. With
 /// `writable`, changes are synced to stable storage (`fsync`) between the
 /// backup and the primary write.
+///
+/// The open disk holds a BSD lock on the file (systemd's block device
+/// locking convention): exclusive when writable, shared otherwise, so the
+/// daemon, `updatectl slots` and partitioning tools that follow the
+/// convention never change the GPT at the same time, and a reader never
+/// reads while a writer is between its two copies. A lock held by someone
+/// else is waited for up to [`LOCK_WAIT`], then reported. Dropping the disk
+/// releases it.
 pub fn open_disk(path: &Path, writable: bool) -> Result<AbDisk<File>> {
     let meta =
         std::fs::metadata(path).with_context(|| format!("opening disk {}", path.display()))?;
@@ -70,6 +80,7 @@ pub fn open_disk(path: &Path, writable: bool) -> Result<AbDisk<File>> {
         .write(writable)
         .open(path)
         .with_context(|| format!("opening disk {}", path.display()))?;
+    lock::lock(&file, path, writable, LOCK_WAIT)?;
     AbDisk::open_with_sync(file, |f| f.sync_all())
         .with_context(|| format!("reading the GPT of {}", path.display()))
 }
