@@ -12,12 +12,11 @@
 mod engine_support;
 
 use std::fs::{File, OpenOptions};
-use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use ab_updater::gpt::open_disk;
 use ab_updater::io::Region;
-use ab_updater::payload::{apply_from_reader, Applier, ApplyPolicy, TrustedKeys};
+use ab_updater::payload::{apply_from_reader, Applier};
 use ab_updater::slot::SlotId;
 use engine_support::Sandbox;
 
@@ -56,18 +55,7 @@ fn offline_apply(sb: &Sandbox) -> (Duration, Duration) {
         .unwrap();
     let target = Region::new(rw, b.offset_bytes, b.size_bytes).unwrap();
     let source = Region::new(File::open(&sb.disk).unwrap(), a.offset_bytes, a.size_bytes).unwrap();
-    let keys = TrustedKeys::from_files(&[
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/keys/insecure-test.pub")
-    ])
-    .unwrap();
-    let policy = ApplyPolicy {
-        compatible: "amd64-usr".into(),
-        installed_version: "1.0.0".parse().unwrap(),
-        installed_epoch: 0,
-        allow_downgrade: false,
-        now: SystemTime::now(),
-        min_signatures: 1,
-    };
+    let (keys, policy) = ab_updater::testing::insecure_test_trust();
     let applier = Applier::new(target, Some(source), keys, policy, None);
     apply_from_reader(applier, &mut File::open(&sb.payload).unwrap(), None).unwrap();
     (start.elapsed(), thread_cpu() - cpu)

@@ -14,13 +14,7 @@ use rand::{Rng, SeedableRng};
 const SLOT: u64 = 20 << 20;
 
 fn apply_bytes(disk: &Disk, payload: &[u8], chunk: usize) -> ab_updater::payload::VerifiedImage {
-    let mut a = Applier::new(
-        disk.target(),
-        Some(disk.source()),
-        trusted(),
-        policy(),
-        None,
-    );
+    let mut a = disk.applier();
     for c in payload.chunks(chunk) {
         a.write(c).unwrap();
     }
@@ -121,13 +115,7 @@ fn apply_reading_back_early(
     payload: &[u8],
     chunk: usize,
 ) -> (ab_updater::payload::VerifiedImage, u64) {
-    let mut a = Applier::new(
-        disk.target(),
-        Some(disk.source()),
-        trusted(),
-        policy(),
-        None,
-    );
+    let mut a = disk.applier();
     let mut readback = Readback::default();
     let mut second = disk.target();
     let mut last_settled = 0;
@@ -186,13 +174,7 @@ fn an_early_read_back_of_unsettled_bytes_fails_the_check() {
     stale
         .advance(&mut disk.target(), 1 << 20)
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut a = Applier::new(
-        disk.target(),
-        Some(disk.source()),
-        trusted(),
-        policy(),
-        None,
-    );
+    let mut a = disk.applier();
     a.write(full_payload()).unwrap();
     let err = a.finish_with(Some(stale)).unwrap_err();
     assert!(
@@ -214,13 +196,7 @@ fn a_read_back_longer_than_the_image_is_ignored() {
             new.len() as u64 + 1,
         )
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut a = Applier::new(
-        disk.target(),
-        Some(disk.source()),
-        trusted(),
-        policy(),
-        None,
-    );
+    let mut a = disk.applier();
     assert_eq!(
         a.settled_len(),
         None,
@@ -353,13 +329,7 @@ fn checkpoint_files_and_early_state() {
     let path = dir.path().join("checkpoint.json");
     assert!(Checkpoint::load(&path).unwrap().is_none());
     let disk = Disk::new(SLOT, &std::fs::read(&images().old).unwrap());
-    let mut a = Applier::new(
-        disk.target(),
-        Some(disk.source()),
-        trusted(),
-        policy(),
-        None,
-    );
+    let mut a = disk.applier();
     a.write(&full_payload()[..10]).unwrap();
     assert_eq!(a.position(), 10);
     assert!(a.checkpoint().is_none() && a.manifest().is_none());

@@ -464,13 +464,7 @@ fn checkpoint_pointing_between_blobs_is_refused() {
     let s = small();
     let p = full(&s);
     let disk = Disk::new(SLOT, &s.old_bytes);
-    let mut a = Applier::new(
-        disk.target(),
-        Some(disk.source()),
-        trusted(),
-        policy(),
-        None,
-    );
+    let mut a = disk.applier();
     let (h, ..) = split(&p);
     a.write(&p[..h.data_start() as usize]).unwrap();
     let mut cp = a.checkpoint().unwrap();
@@ -505,14 +499,9 @@ fn failing_first_write_hook_stops_before_writing() {
     let s = small();
     let disk = Disk::new(SLOT, &s.old_bytes);
     let before = disk.slot_bytes(true);
-    let mut a = Applier::new(
-        disk.target(),
-        Some(disk.source()),
-        trusted(),
-        policy(),
-        None,
-    )
-    .before_first_write(|| anyhow::bail!("GPT is read-only"));
+    let mut a = disk
+        .applier()
+        .before_first_write(|| anyhow::bail!("GPT is read-only"));
     let err = a.write(&full(&s)).unwrap_err();
     assert!(
         err.to_string()

@@ -7,12 +7,11 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::SystemTime;
 
 use ab_updater::io::Region;
 use ab_updater::payload::format::{Header, Manifest, FORMAT_VERSION, HEADER_LEN};
 use ab_updater::payload::keys::load_signing_key;
-use ab_updater::payload::{build_payload, sign, ApplyPolicy, BuildOptions, TrustedKeys};
+use ab_updater::payload::{build_payload, sign, Applier, ApplyPolicy, BuildOptions, TrustedKeys};
 use ed25519_dalek::SigningKey;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
@@ -41,14 +40,7 @@ pub fn trusted() -> TrustedKeys {
 
 /// The policy of a node running 1.0.0 on amd64-usr.
 pub fn policy() -> ApplyPolicy {
-    ApplyPolicy {
-        compatible: "amd64-usr".into(),
-        installed_version: "1.0.0".parse().unwrap(),
-        installed_epoch: 0,
-        allow_downgrade: false,
-        now: SystemTime::now(),
-        min_signatures: 1,
-    }
+    ab_updater::testing::insecure_test_trust().1
 }
 
 /// Build options for version `v`.
@@ -247,6 +239,17 @@ impl Disk {
             .open(&self.path)
             .unwrap();
         Region::new(f, self.slot, self.slot).unwrap()
+    }
+
+    /// An applier from slot A into slot B, trusting [`key1`], with [`policy`].
+    pub fn applier(&self) -> Applier<Region<File>> {
+        Applier::new(
+            self.target(),
+            Some(self.source()),
+            trusted(),
+            policy(),
+            None,
+        )
     }
 
     /// Bytes of slot A or B.

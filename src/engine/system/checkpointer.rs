@@ -161,9 +161,7 @@ fn write(checkpoint: &Checkpoint, path: &Path) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use crate::io::Region;
-    use crate::payload::{
-        build_payload, keys::load_signing_key, ApplyPolicy, BuildOptions, TrustedKeys,
-    };
+    use crate::payload::{build_payload, keys::load_signing_key, BuildOptions};
     use std::fs::OpenOptions;
 
     type FileApplier = Applier<Region<std::fs::File>, Region<std::fs::File>>;
@@ -180,16 +178,7 @@ mod tests {
             .write(true)
             .open(dir.join("slot"))
             .unwrap();
-        let keys =
-            TrustedKeys::from_files(&[repo().join("fixtures/keys/insecure-test.pub")]).unwrap();
-        let policy = ApplyPolicy {
-            compatible: "amd64-usr".into(),
-            installed_version: "1.0.0".parse().unwrap(),
-            installed_epoch: 0,
-            allow_downgrade: false,
-            now: std::time::SystemTime::now(),
-            min_signatures: 1,
-        };
+        let (keys, policy) = crate::testing::insecure_test_trust();
         Applier::new(
             Region::new(slot, 0, 8 << 20).unwrap(),
             None,

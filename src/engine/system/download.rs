@@ -536,9 +536,7 @@ pub fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::payload::{
-        build_payload, keys::load_signing_key, ApplyPolicy, BuildOptions, TrustedKeys,
-    };
+    use crate::payload::{build_payload, keys::load_signing_key, BuildOptions};
     use crate::server::{PayloadFile, Releases, Server, ServerConfig};
     use std::io::{Cursor, Read, Seek, SeekFrom, Write};
 
@@ -633,16 +631,7 @@ mod tests {
             size: file.size,
             sha256_hex: file.sha256_hex(),
         };
-        let keys =
-            TrustedKeys::from_files(&[repo.join("fixtures/keys/insecure-test.pub")]).unwrap();
-        let policy = ApplyPolicy {
-            compatible: "amd64-usr".into(),
-            installed_version: "1.0.0".parse().unwrap(),
-            installed_epoch: 0,
-            allow_downgrade: false,
-            now: std::time::SystemTime::now(),
-            min_signatures: 1,
-        };
+        let (keys, policy) = crate::testing::insecure_test_trust();
         let slot = FailingDisk {
             data: Cursor::new(vec![0; 4 << 20]),
             room: 1 << 20,
