@@ -45,8 +45,13 @@ const QUEUE_BATCHES: usize = 4;
 /// the workers: fewer thread wake-ups. Both queues share the batches, so at
 /// most (2 × 4 + 1) × 512 KiB = 4.5 MiB are in flight.
 const BATCH_BYTES: usize = 512 << 10;
-/// Report progress at least every this many bytes.
+/// Report progress after at least this many new bytes...
 const PROGRESS_BYTES: u64 = 1 << 20;
+/// ... and this long since the last report (and at the end). Each report
+/// updates the status file and the event stream: ten a second are plenty
+/// for `updatectl watch`, and per MiB on a fast link cost more than the
+/// hashing of that MiB (~20 ms per 256 MiB on loopback).
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 /// Persist a checkpoint every this many bytes...
 pub const CHECKPOINT_BYTES: u64 = 16 << 20;
 /// ... or after this long with new bytes, whichever comes first (as
@@ -198,6 +203,7 @@ struct Feed {
     /// `network_bytes` at the last progress report.
     reported_network: u64,
     last_progress: u64,
+    last_progress_at: tokio::time::Instant,
     last_checkpoint: u64,
     last_checkpoint_at: tokio::time::Instant,
 }
@@ -259,6 +265,7 @@ impl Download<'_> {
             network_bytes: 0,
             reported_network: 0,
             last_progress: 0,
+            last_progress_at: tokio::time::Instant::now(),
             last_checkpoint: 0,
             last_checkpoint_at: tokio::time::Instant::now(),
         };
@@ -493,8 +500,12 @@ impl Download<'_> {
             feed.last_checkpoint_at = tokio::time::Instant::now();
             let _ = feed.tx.send(Cmd::Save).await;
         }
-        if feed.pos - feed.last_progress >= PROGRESS_BYTES || feed.pos == self.offer.size {
+        if (feed.pos - feed.last_progress >= PROGRESS_BYTES
+            && feed.last_progress_at.elapsed() >= PROGRESS_INTERVAL)
+            || feed.pos == self.offer.size
+        {
             feed.last_progress = feed.pos;
+            feed.last_progress_at = tokio::time::Instant::now();
             let delta = feed.network_bytes - feed.reported_network;
             feed.reported_network = feed.network_bytes;
             self.progress.bytes(feed.pos, delta).await;
@@ -563,6 +574,7 @@ mod tests {
     use super::*;
     use crate::payload::{build_payload, keys::load_signing_key, BuildOptions};
     use crate::server::{PayloadFile, Releases, Server, ServerConfig};
+    use rand::SeedableRng;
     use std::io::{Cursor, Read, Seek, SeekFrom, Write};
 
     /// A slot whose writes fail with `errno` after `room` bytes were
@@ -622,10 +634,46 @@ mod tests {
 
     /// Download a 3 MiB image's payload into a slot that fails after 1 MiB.
     async fn install_onto_failing_disk(errno: i32) -> Failure {
+        let (result, _) = install_onto(1 << 20, errno).await;
+        let err = result.unwrap_err();
+        let InstallError::Failed(f) = err else {
+            panic!("expected a failure, got {err:?}");
+        };
+        f
+    }
+
+    #[tokio::test]
+    async fn progress_is_reported_at_most_every_100_ms_and_at_the_end() {
+        let started = tokio::time::Instant::now();
+        let (result, reports) = install_onto(u64::MAX, 0).await;
+        let elapsed = started.elapsed();
+        let image = result.unwrap();
+        assert_eq!(image.size, 3 << 20);
+        let (&last, rest) = reports.split_last().expect("at least the final report");
+        assert!(
+            last > 3 << 20,
+            "the last report is the whole payload: {reports:?}"
+        );
+        assert_eq!(reports.iter().filter(|&&r| r == last).count(), 1);
+        // Every report before the last one is at least 1 MiB after the
+        // previous and came after 100 ms: no more than the time allows.
+        let allowed = (elapsed.as_millis() / 100) as usize;
+        assert!(rest.len() <= allowed, "{reports:?} in {elapsed:?}");
+        assert!(reports
+            .windows(2)
+            .all(|w| w[1] >= w[0] + (1 << 20) || w[1] == last));
+    }
+
+    /// Download a 3 MiB image's payload into a slot that fails with `errno`
+    /// after `room` bytes; the result and the offsets progress reported.
+    async fn install_onto(
+        room: u64,
+        errno: i32,
+    ) -> (Result<VerifiedImage, InstallError>, Vec<u64>) {
         let dir = tempfile::tempdir().unwrap();
-        let image: Vec<u8> = (0..(3u32 << 20))
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-            .collect();
+        // Incompressible: the payload is a little over 3 MiB.
+        let mut image = vec![0u8; 3 << 20];
+        rand::RngCore::fill_bytes(&mut rand::rngs::StdRng::seed_from_u64(5), &mut image);
         std::fs::write(dir.path().join("v2.img"), &image).unwrap();
         let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let key = load_signing_key(&repo.join("fixtures/keys/insecure-test.key")).unwrap();
@@ -659,13 +707,21 @@ mod tests {
         let (keys, policy) = crate::testing::insecure_test_trust();
         let slot = FailingDisk {
             data: Cursor::new(vec![0; 4 << 20]),
-            room: 1 << 20,
+            room,
             errno,
         };
         let applier: Applier<FailingDisk, Cursor<Vec<u8>>> =
             Applier::new(slot, None, keys, policy, None);
         let (tx, mut rx) = mpsc::channel(16);
-        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let reports = tokio::spawn(async move {
+            let mut reports = Vec::new();
+            while let Some(msg) = rx.recv().await {
+                if let crate::engine::actor::Msg::Progress { bytes, .. } = msg {
+                    reports.push(bytes);
+                }
+            }
+            reports
+        });
         let progress = ProgressSink { tx };
         let cancel = CancellationToken::new();
         let settings = DownloadSettings::default();
@@ -677,15 +733,12 @@ mod tests {
             progress: &progress,
             cancel: &cancel,
         };
-        let err = download
+        let result = download
             .run(applier, None, dir.path().join("checkpoint.json"))
-            .await
-            .unwrap_err();
+            .await;
         server.shutdown().await.unwrap();
-        let InstallError::Failed(f) = err else {
-            panic!("expected a failure, got {err:?}");
-        };
-        f
+        drop(progress);
+        (result, reports.await.unwrap())
     }
 
     #[test]
