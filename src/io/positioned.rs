@@ -53,7 +53,19 @@ impl Seek for PositionedFile {
         let target = match to {
             SeekFrom::Start(n) => Some(n),
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
-            SeekFrom::End(d) => self.file.metadata()?.len().checked_add_signed(d),
+            SeekFrom::End(d) => {
+                // A block device's metadata says 0 bytes, and asking the
+                // kernel with lseek would move the offset this type exists
+                // not to touch. Wrap devices in a Region, which knows its end.
+                let meta = self.file.metadata()?;
+                if !meta.is_file() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "a positioned handle on a device cannot seek from its end; use a Region",
+                    ));
+                }
+                meta.len().checked_add_signed(d)
+            }
         };
         let Some(pos) = target else {
             return Err(io::Error::new(
@@ -103,5 +115,13 @@ mod tests {
         assert_eq!(second.seek(SeekFrom::Current(-9)).unwrap(), 0);
         assert!(second.seek(SeekFrom::Current(-1)).is_err());
         second.sync().unwrap();
+    }
+
+    #[test]
+    fn seeking_from_the_end_of_a_device_is_refused() {
+        let mut dev = PositionedFile::new(File::open("/dev/null").unwrap());
+        let err = dev.seek(SeekFrom::End(0)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Unsupported, "{err}");
+        assert_eq!(dev.seek(SeekFrom::Start(5)).unwrap(), 5);
     }
 }
