@@ -53,15 +53,7 @@ fn main() {
 }
 
 fn config(endpoint: &str, group: &str) -> EtcdConfig {
-    EtcdConfig {
-        endpoints: vec![endpoint.parse().expect("endpoint URL")],
-        group: group.into(),
-        ca_file: None,
-        cert_file: None,
-        key_file: None,
-        username: None,
-        password: None,
-    }
+    EtcdConfig::plain(vec![endpoint.parse().expect("endpoint URL")], group)
 }
 
 async fn run(plan: &Plan, endpoint: &str, full: bool) {

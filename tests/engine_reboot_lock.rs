@@ -85,15 +85,7 @@ impl Node {
 }
 
 fn etcd_config(endpoint: &str, group: &str) -> EtcdConfig {
-    EtcdConfig {
-        endpoints: vec![endpoint.parse().unwrap()],
-        group: group.into(),
-        ca_file: None,
-        cert_file: None,
-        key_file: None,
-        username: None,
-        password: None,
-    }
+    EtcdConfig::plain(vec![endpoint.parse().unwrap()], group)
 }
 
 async fn holders(lock: &EtcdLock) -> Vec<String> {

@@ -92,15 +92,10 @@ pub(super) async fn run(dir: &Path, options: &Options, display: &Display) -> Res
     }
     let gpt_before = nodes[0].table()?;
 
-    let config = EtcdConfig {
-        endpoints: vec![etcd.endpoint().parse().context("etcd's client URL")?],
-        group: GROUP.into(),
-        ca_file: None,
-        cert_file: None,
-        key_file: None,
-        username: None,
-        password: None,
-    };
+    let config = EtcdConfig::plain(
+        vec![etcd.endpoint().parse().context("etcd's client URL")?],
+        GROUP,
+    );
     let admin = EtcdLock::new(&config, "demo-admin").map_err(|e| anyhow::anyhow!("{e}"))?;
     admin
         .set_max(options.max)

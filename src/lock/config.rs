@@ -24,6 +24,21 @@ pub struct EtcdConfig {
     pub password: Option<String>,
 }
 
+impl EtcdConfig {
+    /// `endpoints` and `group` over plain HTTP: no TLS, no authentication.
+    pub fn plain(endpoints: Vec<Url>, group: impl Into<String>) -> Self {
+        EtcdConfig {
+            endpoints,
+            group: group.into(),
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            username: None,
+            password: None,
+        }
+    }
+}
+
 /// How to reach a FleetLock server (Airlock, poseidon/fleetlock, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetLockConfig {

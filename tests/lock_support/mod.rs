@@ -15,15 +15,10 @@ use tokio::sync::watch;
 
 /// Settings for `endpoints` in `group`, no TLS, no auth.
 pub fn config(endpoints: &[String], group: &str) -> EtcdConfig {
-    EtcdConfig {
-        endpoints: endpoints.iter().map(|e| e.parse().unwrap()).collect(),
-        group: group.into(),
-        ca_file: None,
-        cert_file: None,
-        key_file: None,
-        username: None,
-        password: None,
-    }
+    EtcdConfig::plain(
+        endpoints.iter().map(|e| e.parse().unwrap()).collect(),
+        group,
+    )
 }
 
 /// Short retry delays so tests do not sit in production backoffs.

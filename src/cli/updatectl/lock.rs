@@ -123,15 +123,10 @@ impl EtcdFlags {
 
 /// `[lock.etcd]` as the configuration defaults it (local etcd, group `default`).
 pub fn default_etcd_config() -> EtcdConfig {
-    EtcdConfig {
-        endpoints: vec![Url::parse(DEFAULT_ETCD_ENDPOINT).expect("constant URL")],
-        group: DEFAULT_LOCK_GROUP.into(),
-        ca_file: None,
-        cert_file: None,
-        key_file: None,
-        username: None,
-        password: None,
-    }
+    EtcdConfig::plain(
+        vec![Url::parse(DEFAULT_ETCD_ENDPOINT).expect("constant URL")],
+        DEFAULT_LOCK_GROUP,
+    )
 }
 
 /// Run `updatectl lock …` with the configuration from `sources`.

@@ -4,15 +4,10 @@ use super::*;
 use url::Url;
 
 fn config(endpoints: &[&str]) -> EtcdConfig {
-    EtcdConfig {
-        endpoints: endpoints.iter().map(|u| Url::parse(u).unwrap()).collect(),
-        group: "default".into(),
-        ca_file: None,
-        cert_file: None,
-        key_file: None,
-        username: None,
-        password: None,
-    }
+    EtcdConfig::plain(
+        endpoints.iter().map(|u| Url::parse(u).unwrap()).collect(),
+        "default",
+    )
 }
 
 fn config_error(c: &EtcdConfig) -> String {

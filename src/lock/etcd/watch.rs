@@ -203,15 +203,7 @@ mod tests {
     use crate::lock::etcd::wire::{Event, KeyValue};
 
     fn lock() -> EtcdLock {
-        let config = EtcdConfig {
-            endpoints: vec!["http://127.0.0.1:1".parse().unwrap()],
-            group: "default".into(),
-            ca_file: None,
-            cert_file: None,
-            key_file: None,
-            username: None,
-            password: None,
-        };
+        let config = EtcdConfig::plain(vec!["http://127.0.0.1:1".parse().unwrap()], "default");
         EtcdLock::new(&config, "me").unwrap()
     }
 
