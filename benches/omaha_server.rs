@@ -56,14 +56,7 @@ fn main() {
 fn write_payload(path: &Path, len: usize) {
     // Incompressible-looking bytes, written for real (not a sparse file).
     let mut file = std::fs::File::create(path).unwrap();
-    let mut block = vec![0u8; 1 << 20];
-    let mut x: u64 = 0x9e3779b97f4a7c15;
-    for chunk in block.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
+    let block = ab_updater::demo::images::noise(0x9e3779b97f4a7c15, 1 << 20);
     let mut left = len;
     while left > 0 {
         let n = left.min(block.len());

@@ -169,8 +169,9 @@ fn generated_image(version: &str, seed: u64) -> Vec<u8> {
     bytes
 }
 
-/// Deterministic incompressible bytes (xorshift), like compiled code.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
+/// Deterministic incompressible bytes (xorshift), like compiled code. Also
+/// what tests and benchmarks fill their images and payloads with.
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed | 1;
     let mut out = Vec::with_capacity(len);
     while out.len() < len {

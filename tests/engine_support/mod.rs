@@ -25,16 +25,7 @@ pub const MACHINE_ID: &str = "0123456789abcdef0123456789abcdef";
 
 /// Deterministic pseudo-random bytes (incompressible, like a real image).
 pub fn image_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
+    ab_updater::demo::images::noise(seed, len)
 }
 
 fn repo() -> PathBuf {
