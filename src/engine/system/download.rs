@@ -221,21 +221,8 @@ impl Download<'_> {
         W: Device + Send + 'static,
         S: std::io::Read + std::io::Seek + Send + 'static,
     {
-        let result = self.stream(applier, checkpoint, checkpoint_path).await;
-        release_freed_memory();
-        result
-    }
-
-    async fn stream<W, S>(
-        &self,
-        applier: Applier<W, S>,
-        checkpoint: Option<Checkpoint>,
-        checkpoint_path: PathBuf,
-    ) -> Result<VerifiedImage, InstallError>
-    where
-        W: Device + Send + 'static,
-        S: std::io::Read + std::io::Seek + Send + 'static,
-    {
+        // Declared first, so it runs last, on every way out.
+        let _release = ReleaseFreedMemory;
         let size = self.offer.size;
         let (tx, worker) = spawn_worker(applier, checkpoint_path);
         let (hash_tx, hasher) = match checkpoint {
@@ -535,13 +522,18 @@ async fn flush(feed: &mut Feed) -> Result<(), Attempt> {
     Ok(())
 }
 
-/// Give the free heap pages the download left behind back to the system:
-/// an idle daemon (waiting for its reboot window, say) should not keep them.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free memory to the system.
-    unsafe {
-        libc::malloc_trim(0);
+/// When dropped, gives the free heap pages the download left behind back to
+/// the system: an idle daemon (waiting for its reboot window, say) should
+/// not keep them.
+struct ReleaseFreedMemory;
+
+impl Drop for ReleaseFreedMemory {
+    fn drop(&mut self) {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only returns free memory to the system.
+        unsafe {
+            libc::malloc_trim(0);
+        }
     }
 }
 
